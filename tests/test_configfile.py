@@ -1,0 +1,47 @@
+import pytest
+
+from edge.configfile import ConfigError, StrictModel, dump_config, load_config
+
+
+class Optim(StrictModel):
+    lr: float = 1e-4
+    epochs: int = 10
+
+
+class Train(StrictModel):
+    name: str = "run"
+    optim: Optim = Optim()
+    levels: list[int] = [1, 2]
+
+
+def test_yaml_and_overrides(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: a\noptim:\n  lr: 0.001\n")
+    cfg = load_config(Train, path, ["optim.epochs=3", "levels=[4, 5]"])
+    assert cfg.name == "a" and cfg.optim.lr == 0.001 and cfg.optim.epochs == 3 and cfg.levels == [4, 5]
+
+
+def test_unknown_key_suggests(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.epoch'; did you mean 'optim.epochs'"):
+        load_config(Train, None, ["optim.epoch=3"])
+
+
+def test_bad_value_names_key() -> None:
+    with pytest.raises(ConfigError, match=r"optim.lr = 'fast'"):
+        load_config(Train, None, ["optim.lr=fast"])
+
+
+def test_bad_files(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Train, tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(Train, tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Train, None, ["epochs"])
+
+
+def test_dump_round_trip(tmp_path) -> None:
+    cfg = load_config(Train, None, ["optim.lr=0.5"])
+    dump_config(cfg, tmp_path / "out.yaml")
+    assert load_config(Train, tmp_path / "out.yaml") == cfg
