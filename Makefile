@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 export CPLVAD_SHARED_DATA ?= $(abspath $(DATA))
 
-.PHONY: setup test test-fast demo synth baseline train distill export calibrate engine bench bench-quick clean
+.PHONY: setup test test-fast demo demo-fast synth baseline train train-xd distill export calibrate engine bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -26,12 +26,32 @@ test: setup
 test-fast: setup
 	$(PYTHON) -m pytest -q -m "not slow"
 
-synth: setup
-	$(PYTHON) -m train.synth --layout ucf --seed 0 --out data/ucf
-	$(PYTHON) -m train.synth --layout xd --seed 0 --out data/xd
+synth: data/ucf/dataset.json data/xd/dataset.json
 
-baseline: setup
+data/%/dataset.json: | $(STAMP)
+	$(PYTHON) -m train.synth --layout $* --seed 0 --out data/$*
+
+baseline: setup data/ucf/dataset.json data/xd/dataset.json
 	$(PYTHON) -m train.baseline --data data/ucf --out runs/mil_ucf
+	$(PYTHON) -m train.baseline --data data/xd --out runs/mil_xd
+
+train: setup data/ucf/dataset.json
+	$(PYTHON) -m train.train --config configs/train/ucf.yaml
+
+train-xd: setup data/xd/dataset.json
+	$(PYTHON) -m train.train --config configs/train/xd.yaml
+
+distill: setup
+	$(PYTHON) -m train.distill --teacher runs/teacher_ucf --config configs/distill/default.yaml
+
+export: setup
+	$(PYTHON) -m train.export --run runs/student_ucf --out bundle/
+
+demo: setup
+	$(PYTHON) -m train.demo $(if $(FAST),--fast)
+
+demo-fast: setup
+	$(PYTHON) -m train.demo --fast
 
 clean:
 	rm -rf runs bench/results/tmp .pytest_cache

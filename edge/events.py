@@ -125,6 +125,7 @@ def build_event_payload(
     peak_score: float,
     start_time: datetime,
     frame_start: int,
+    frame_detected: int,
     end_time: datetime | None = None,
     frame_end: int | None = None,
     reason: EndReason | None = None,
@@ -146,6 +147,7 @@ def build_event_payload(
         "end_time": iso_utc(end_time) if end_time is not None else None,
         "frame_start": frame_start,
         "frame_end": frame_end,
+        "frame_detected": frame_detected,
         "model": model.as_dict(),
     }
     if kind == "end":
@@ -231,7 +233,7 @@ class EventTracker:
                     update.index,
                 )
                 messages.append(
-                    self._end(max(update.opened_at - 1, self._event.first), update.score, "normal")
+                    self._end(max(update.opened_at - 1, self._event.first), update, "normal")
                 )
             messages.append(self._start(update, probs))
         elif self._event is not None:
@@ -244,7 +246,7 @@ class EventTracker:
             if update.closed_at is None and (due or category != event.category):
                 event.category = category
                 event.last_message = update.index
-                messages.append(self._message("update", update.score))
+                messages.append(self._message("update", update))
         if update.closed_at is not None:
             if self._event is None:
                 log.debug(
@@ -253,7 +255,7 @@ class EventTracker:
                     update.index,
                 )
             else:
-                messages.append(self._end(update.closed_at, update.score, end_reason))
+                messages.append(self._end(update.closed_at, update, end_reason))
         return messages
 
     def _check_probs(self, class_probs: np.ndarray | None) -> np.ndarray | None:
@@ -278,16 +280,17 @@ class EventTracker:
         self._event = _OpenEvent(
             str(uuid.uuid4()), first, peak, probs, category_of(self.class_names, probs), update.index
         )
-        return self._message("start", update.score)
+        return self._message("start", update)
 
-    def _end(self, last: int, score: float, reason: EndReason) -> dict[str, Any]:
-        message = self._message("end", score, last=last, reason=reason)
+    def _end(self, last: int, update: SmootherUpdate, reason: EndReason) -> dict[str, Any]:
+        message = self._message("end", update, last=last, reason=reason)
         self._event = None
         return message
 
     def _message(
-        self, kind: EventType, score: float, last: int | None = None, reason: EndReason | None = None
+        self, kind: EventType, update: SmootherUpdate, last: int | None = None, reason: EndReason | None = None
     ) -> dict[str, Any]:
+        score = update.score
         event = self._event
         assert event is not None
         frame_start = self.clock.frames(event.first)[0]
@@ -304,6 +307,7 @@ class EventTracker:
             peak_score=min(max(event.peak, 0.0), 1.0),
             start_time=self.clock.time_of_frame(frame_start),
             frame_start=frame_start,
+            frame_detected=self.clock.frames(update.index)[1],
             end_time=self.clock.time_of_frame(frame_end + 1) if frame_end is not None else None,
             frame_end=frame_end,
             reason=reason,

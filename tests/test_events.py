@@ -228,6 +228,7 @@ def test_any_payload_is_schema_valid_and_topic_safe(
         peak_score=peak,
         start_time=clock.time_of_frame(frame_start),
         frame_start=frame_start,
+        frame_detected=clock.frames(first + length)[1],
         end_time=clock.time_of_frame(frame_end + 1) if frame_end is not None else None,
         frame_end=frame_end,
         reason="normal" if kind == "end" else None,

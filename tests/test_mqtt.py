@@ -126,6 +126,7 @@ def make_event(camera: str, seq: int) -> dict[str, Any]:
         peak_score=0.9,
         start_time=t,
         frame_start=16 * seq,
+        frame_detected=16 * seq + 15,
         model=MODEL,
     )
 
@@ -422,7 +423,7 @@ for line in sys.stdin:
             event = build_event_payload(
                 event_id=str(uuid.uuid4()), seq=seq, kind="start", camera=camera, device="dev",
                 class_names=["Normal", "Abuse"], class_probs=np.array([0.3, 0.7]), score=0.8, peak_score=0.8,
-                start_time=datetime.now(timezone.utc), frame_start=0,
+                start_time=datetime.now(timezone.utc), frame_start=0, frame_detected=15,
                 model=ModelInfo("cplvad-student", "0.1.0", "fp32", "sha256:00"))
             pub.publish_event(camera, event)
             ids.append(event["event_id"])
