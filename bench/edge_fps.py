@@ -1,0 +1,159 @@
+"""End-to-end device loop speed: frames/s and ms per stage for 1, 2, 4 cameras, tiny and real-size CLIP.
+
+    python bench/edge_fps.py --out bench/results/edge_fps.json [--sources tiny random] [--cameras 1 2 4]
+        [--seconds 10] [--encode-every 4] [--threads N] [--video FILE]
+
+Runs ``edge.pipeline.Pipeline`` as the device does (capture threads, batched CLIP encoder, ring buffers, head,
+smoother, events to a JSON-lines file) on N copies of a real video read as fast as the loop takes frames (no
+pacing, nothing dropped), for ``--seconds`` per configuration. ``random`` is the real ViT-B/16 with random weights
+(the speed is real, the features are not); the head is the default-size causal student (random weights). The
+bundles are built once into ``--cache``. Prints a table and writes the figures as JSON.
+
+"encoded fps" counts the frames that went through CLIP, over all cameras; a camera at F frames/s needs F / K of
+them (K = encode_every), so "camera fps supported" = encoded fps x K / cameras.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnxruntime
+
+from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
+from edge.capture import CaptureOptions, parse_source
+from edge.config import RuntimeConfig
+from edge.pipeline import JsonlSink, Pipeline, open_models
+from edge.preprocess import CLIP_INPUT_NAME, CLIP_VIT_B16
+from edge.smoother import SmootherParams
+from train.labels import label_map
+from train.paths import shared_data_dir
+
+if TYPE_CHECKING:
+    from train.student import StudentConfig
+
+log = logging.getLogger("bench.edge_fps")
+
+
+def build_random_bundle(out: Path, *, clip: str, student: StudentConfig, classes: tuple[str, ...], encode_every: int,
+                        smoother: SmootherParams, seed: int = 0) -> Path:
+    """A bundle of random-weight models (``clip``: 'tiny' or 'random'; ``student``: a StudentConfig), written with
+    train/export_clip.py, train/export.py's ``export_head`` and ``edge.bundle.Manifest``. For tests and benchmarks:
+    ``train.export.export_bundle`` needs a distilled run."""
+    import torch
+
+    from train.export import export_head
+    from train.export_clip import export_clip
+    from train.student import Student
+
+    out.mkdir(parents=True, exist_ok=True)
+    export_clip(clip, out / "clip_visual.onnx", seed=seed, verify_frames=2)
+    (out / "clip_visual.json").unlink()
+    levels = student.num_levels
+    text = np.random.default_rng(seed).normal(size=(levels, len(classes), 512)).astype(np.float32)
+    torch.manual_seed(seed)
+    export_head(Student(student).eval(), text, out / "head.onnx")
+    np.savez(out / "text_embeddings.npz", classes=np.array(classes), embeddings=text, hash=np.array(f"random-{seed}"),
+             source=np.array(clip))
+    files = {name: file_sha256(out / name) for name in ("head.onnx", "clip_visual.onnx", "text_embeddings.npz")}
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, version=f"random-{seed}", created="2026-01-01T00:00:00+00:00", dataset="ucf",
+        classes=classes, snippet={"frames_per_snippet": 16, "encode_every": encode_every, "embed_dim": 512},
+        preprocess=CLIP_VIT_B16.to_dict(), window=student.window, levels=levels,
+        smoother=dataclasses.asdict(smoother), clip={"source": clip, "random": True},
+        models={"head": {"file": "head.onnx", "precision": "fp32"},
+                "clip_visual": {"file": "clip_visual.onnx", "precision": "fp32"}},
+        text_embeddings={"file": "text_embeddings.npz", "hash": f"random-{seed}"}, files=files)
+    (out / MANIFEST).write_text(manifest.to_json())
+    return out
+
+
+def cached_bundle(cache: Path, clip: str, encode_every: int) -> Path:
+    from train.student import StudentConfig
+
+    path = cache / f"bundle-{clip}-k{encode_every}"
+    if not (path / MANIFEST).is_file():
+        log.info("building the %s bundle in %s (once)", clip, path)
+        build_random_bundle(path, clip=clip, student=StudentConfig(), classes=label_map("ucf").names,
+                            encode_every=encode_every, smoother=SmootherParams())
+    return path
+
+
+def measure(bundle: Path, video: Path, cameras: int, seconds: float, threads: int | None, batch: int) -> dict:
+    """Run the loop on ``cameras`` copies of ``video`` for ``seconds``; the run's stats message."""
+    runtime = RuntimeConfig(threads=threads, clip_batch=batch)
+    models = open_models(load_bundle(bundle, verify_hashes=False), runtime)
+    models.clip.run({CLIP_INPUT_NAME: np.zeros((batch, 3, 224, 224), np.float32)})  # warm-up
+    specs = [parse_source(f"cam{i}={video}") for i in range(cameras)]
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = JsonlSink(Path(tmp) / "events.jsonl")
+        pipeline = Pipeline(models, specs, device="bench", capture=CaptureOptions(realtime=False, loop=True,
+                            queue_size=16), runtime=runtime, sinks=[sink], stats_interval_s=1e9)
+        start = time.perf_counter()
+        pipeline.run(threading.Event(), max_seconds=seconds)
+        wall = time.perf_counter() - start
+        sink.close()
+    stats = pipeline.last_stats
+    frames = sum(c["frames_encoded"] for c in stats["cameras"].values())
+    snippets = sum(c["snippets"] for c in stats["cameras"].values())
+    dropped = sum(c["dropped"] for c in stats["cameras"].values())
+    return {"cameras": cameras, "seconds": round(wall, 2), "encoded_fps": round(frames / wall, 2),
+            "snippets_per_s": round(snippets / wall, 3), "dropped": dropped,
+            "ms_per_item": {k: v["ms_per_item"] for k, v in stats["stages"].items()},
+            "ms_per_call": {k: v["ms_per_call"] for k, v in stats["stages"].items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/edge_fps.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--sources", nargs="+", default=["tiny", "random"], choices=["tiny", "random"])
+    parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--seconds", type=float, default=10.0, help="run time per configuration")
+    parser.add_argument("--encode-every", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=8, help="runtime.clip_batch")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
+    parser.add_argument("--video", type=Path, default=shared_data_dir() / "videos" / "one-by-one-person-detection.mp4")
+    parser.add_argument("--cache", type=Path, default=Path("bench/results/tmp"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/edge_fps.json"))
+    args = parser.parse_args(argv)
+    if not args.video.is_file():
+        parser.error(f"--video {args.video} not found (the shared sample videos: set CPLVAD_SHARED_DATA)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("edge.pipeline", "edge.capture", "edge.bundle", "edge.backends.onnxruntime"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    rows = []
+    for source in args.sources:
+        bundle = cached_bundle(args.cache, source, args.encode_every)
+        for cameras in args.cameras:
+            row = {"clip": source, **measure(bundle, args.video, cameras, args.seconds, args.threads, args.batch)}
+            row["camera_fps_supported"] = round(row["encoded_fps"] * args.encode_every / cameras, 2)
+            log.info("%s", row)
+            rows.append(row)
+
+    stages = ("preprocess", "clip", "head", "smoother", "publish")
+    print(f"\n{'clip':7} {'cams':>4} {'enc fps':>8} {'cam fps':>8}  " + " ".join(f"{s:>10}" for s in stages)
+          + "   (ms per frame / snippet / event)")
+    for r in rows:
+        print(f"{r['clip']:7} {r['cameras']:>4} {r['encoded_fps']:>8.1f} {r['camera_fps_supported']:>8.1f}  "
+              + " ".join(f"{r['ms_per_item'][s]:>10.2f}" for s in stages))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average_1min": round(os.getloadavg()[0], 2), "onnxruntime": onnxruntime.__version__},
+        "encode_every": args.encode_every, "batch": args.batch, "threads": args.threads, "video": args.video.name,
+        "rows": rows}, indent=2) + "\n")
+    log.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The device's configuration (``configs/edge/*.yaml``): cameras, bundle, backends, capture, MQTT, events, stats.
+
+Loaded with :func:`edge.configfile.load_config` (unknown keys and bad values name the key); command-line flags
+of ``edge/run.py`` are applied as dotted overrides on top. Secrets never live here: the MQTT password comes from
+``mqtt.password_env`` or ``mqtt.password_file`` (see :func:`edge.mqtt.read_password`).
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator
+
+from edge.capture import CaptureOptions, parse_source, redact
+from edge.configfile import StrictModel
+from edge.events import EventsConfig
+from edge.mqtt import MqttConfig
+from edge.outbox import OutboxConfig
+from edge.topics import check_prefix
+
+BackendKind = Literal["onnxruntime", "tensorrt"]
+DEFAULT_PREFIX = "cplvad/{device}"
+
+
+class RuntimeConfig(StrictModel):
+    """How the models run."""
+
+    backend: BackendKind = Field("onnxruntime", description="'onnxruntime' (any machine) or 'tensorrt' (Jetson "
+                                 "engines built by `make engine`, next to the bundle's ONNX files)")
+    providers: list[str] = Field(["cpu"], description="ONNX Runtime providers in priority order: cpu, cuda, "
+                                 "tensorrt or auto")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads per model (None: one per core)")
+    clip_batch: int = Field(8, ge=1, le=256, description="frames encoded together, across cameras, at most")
+    encode_every: int | None = Field(None, ge=1, le=16, description="expected snippet.encode_every of the bundle "
+                                     "(None: take the bundle's); a different bundle is refused")
+
+
+class StatsConfig(StrictModel):
+    """Periodic reporting."""
+
+    interval_s: float = Field(10.0, gt=0, description="seconds between <prefix>/stats messages (and stats logs)")
+    state_interval_s: float = Field(1.0, gt=0, description="seconds between retained <camera>/state updates")
+
+
+class EdgeConfig(StrictModel):
+    """Everything ``edge/run.py`` needs; see configs/edge/default.yaml for a commented example."""
+
+    device: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="device name in topics, client id "
+                               "and events: letters, digits, '_', '.', '-' (None: the host name)")
+    bundle: Path = Field(Path("bundle"), description="model bundle folder (manifest.json, ONNX files, text "
+                         "embeddings)")
+    cameras: list[str] = Field([], description="camera sources, '[name=]source': V4L2 index, RTSP/HTTP URL, video "
+                               "file, csi://N, gst:<pipeline>")
+    jsonl: Path | None = Field(None, description="also append every event as one JSON line to this file")
+    shutdown_timeout_s: float = Field(5.0, ge=0, description="at shutdown, how long to wait for the broker to "
+                                      "acknowledge buffered events (they stay in the outbox otherwise)")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    capture: CaptureOptions = Field(default_factory=CaptureOptions)
+    mqtt: MqttConfig = Field(default_factory=lambda: MqttConfig(prefix=DEFAULT_PREFIX))
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras_parse(cls, value: list[str]) -> list[str]:
+        names: dict[str, str] = {}
+        for source in value:
+            spec = parse_source(source)  # ValueError names the source
+            if spec.name in names:
+                raise ValueError(f"cameras {redact(names[spec.name])!r} and {redact(source)!r} are both named "
+                                 f"{spec.name!r}; name them apart with 'name=source'")
+            names[spec.name] = source
+        return value
+
+    @property
+    def device_name(self) -> str:
+        return self.device or socket.gethostname().split(".")[0] or "edge"
+
+    @property
+    def mqtt_prefix(self) -> str:
+        """The topic prefix with ``{device}`` filled in (the default is ``cplvad/<device>``)."""
+        prefix = self.mqtt.prefix if "prefix" in self.mqtt.model_fields_set else DEFAULT_PREFIX
+        return check_prefix(prefix.replace("{device}", self.device_name))
+
+    def resolved_mqtt(self) -> MqttConfig:
+        """``mqtt`` with the final prefix (what the publisher gets)."""
+        return MqttConfig.model_validate({**self.mqtt.model_dump(), "prefix": self.mqtt_prefix})
+
+    def public_dict(self) -> dict[str, Any]:
+        """The resolved config as printed and logged: defaults filled in, credentials in URLs masked.
+
+        The config never holds the MQTT password itself (only where to read it), so nothing else is secret.
+        """
+        data = self.model_dump(mode="json")
+        data["device"] = self.device_name
+        data["cameras"] = [redact(c) for c in self.cameras]
+        data["mqtt"]["prefix"] = self.mqtt_prefix
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.public_dict(), sort_keys=False)

@@ -1,0 +1,364 @@
+"""Snippet-feature datasets in the VadCLIP release layout.
+
+A dataset folder ``DIR`` holds::
+
+    train.csv, test.csv        `path,label` rows, one row per crop file `<video>__<k>.npy` ([T,512] float)
+    gt_frames.npy              frame labels of the test videos in test.csv order (16 per snippet)
+    gt_segment.npy             per test video: [[start, end], ...] anomaly segments in frames (object array)
+    gt_label.npy               per test video: the class code of each segment, 'A' for normal (object array)
+
+These are the files of the public VadCLIP feature release renamed (``ucf_CLIP_rgb.csv`` -> ``train.csv``,
+``gt_ucf.npy`` -> ``gt_frames.npy``, ``gt_segment_ucf.npy`` -> ``gt_segment.npy``, ...); their feature paths
+are the authors' absolute paths, so pass ``feature_root`` (the folder you unpacked the features into) and each
+path is found by its trailing ``<class dir>/<file>`` or ``<file>``. ``python -m train.synth`` writes the same
+layout.
+
+Training uses one crop per access (random, or seeded by ``seed``/epoch) and a fixed length: longer videos are
+average-pooled into uniform bins, shorter ones zero-padded with a mask. Testing uses the one crop per video
+that test.csv lists, at the native snippet rate, cut into fixed-length chunks.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from train.clip_source import EMBED_DIM
+from train.labels import LABEL_MAPS, LabelMap, label_map
+
+log = logging.getLogger(__name__)
+
+FRAMES_PER_SNIPPET = 16
+DEFAULT_LEN = 256
+CROPS = {"ucf": 10, "xd": 5}  # crops per training video in the release
+
+
+# ------------------------------------------------------------ files
+
+
+def load_features(path: str | Path) -> np.ndarray:
+    """One feature file -> float32 [T,512]; any problem raises ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature file not found")
+    try:
+        feats = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npy array ({err})") from None
+    if feats.ndim != 2 or feats.shape[1] != EMBED_DIM:
+        raise ValueError(f"{path}: features have shape {list(feats.shape)}, expected [T, {EMBED_DIM}]")
+    if feats.shape[0] == 0:
+        raise ValueError(f"{path}: empty feature file (T = 0 snippets)")
+    if not np.issubdtype(feats.dtype, np.floating):
+        raise ValueError(f"{path}: features have dtype {feats.dtype}, expected a float type")
+    feats = feats.astype(np.float32, copy=False)
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(f"{path}: {bad.sum()} NaN/Inf values in {len(rows)} snippets "
+                         f"(first at snippet {rows[0]})")
+    return feats
+
+
+def num_snippets(path: str | Path) -> int:
+    """T of a feature file, read from its header only."""
+    path = Path(path)
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npy array ({err})") from None
+    if len(shape) != 2 or shape[1] != EMBED_DIM or shape[0] == 0:
+        raise ValueError(f"{path}: features have shape {list(shape)}, expected [T, {EMBED_DIM}] with T > 0")
+    return int(shape[0])
+
+
+def resolve_path(raw: str, csv_dir: Path, feature_root: Path | None) -> Path:
+    """A listed feature path: as given, else relative to the CSV, else under ``feature_root``."""
+    given = Path(raw)
+    candidates = [given] if given.is_absolute() else [given, csv_dir / given]
+    if feature_root is not None:
+        candidates += [feature_root / given.parent.name / given.name, feature_root / given.name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    hint = "" if feature_root is not None else " (pass feature_root if the CSV lists another machine's paths)"
+    raise FileNotFoundError(f"feature file {raw!r} not found; tried {tried}{hint}")
+
+
+# ------------------------------------------------------------ lists
+
+
+@dataclass(frozen=True)
+class Video:
+    """One video of a list: its crop files in crop order and its parsed label."""
+
+    name: str
+    label: str
+    primary: int
+    multi_hot: np.ndarray  # [M] float32
+    crops: tuple[Path, ...]
+
+    def load(self, crop: int = 0) -> np.ndarray:
+        return load_features(self.crops[crop])
+
+
+@dataclass(frozen=True)
+class Split:
+    videos: list[Video]
+    label_map: LabelMap
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.videos]
+
+
+def split_crop(path: str) -> tuple[str, int | None]:
+    """``.../Abuse001_x264__3.npy`` -> (``Abuse001_x264``, 3); no ``__k`` suffix -> (stem, None)."""
+    stem = Path(path).name.removesuffix(".npy")
+    video, sep, crop = stem.rpartition("__")
+    if sep and crop.isdigit():
+        return video, int(crop)
+    return stem, None
+
+
+def infer_dataset(labels: Sequence[str], *, where: str = "") -> str:
+    """'ucf' or 'xd' from the label strings of a list (XD uses codes such as ``A`` and ``B2-0-0``)."""
+    for name, lm in LABEL_MAPS.items():
+        try:
+            for label in set(labels):
+                lm.parse(label)
+        except ValueError:
+            continue
+        return name
+    raise ValueError(f"labels of {where or 'the list'} match no known dataset ({', '.join(LABEL_MAPS)}); "
+                     f"first labels: {sorted(set(labels))[:5]}")
+
+
+def read_rows(csv_path: str | Path) -> list[tuple[str, str]]:
+    """The (path, label) rows of a `path,label` list file."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"list file {csv_path} not found")
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{csv_path}: expected a header `path,label`, got {reader.fieldnames}")
+        rows = [(r["path"], r["label"]) for r in reader]
+    if not rows:
+        raise ValueError(f"{csv_path}: the list has no rows")
+    return rows
+
+
+def read_split(csv_path: str | Path, dataset: str | None = None, feature_root: str | Path | None = None,
+               crops: int | None = None) -> Split:
+    """Read a `path,label` list; rows are grouped by video (crops in ``__k`` order).
+
+    ``crops``: the crop count every video must have (None: the same count as the first video).
+    """
+    csv_path = Path(csv_path)
+    root = Path(feature_root) if feature_root is not None else None
+    rows = read_rows(csv_path)
+    lm = label_map(dataset or infer_dataset([r[1] for r in rows], where=str(csv_path)))
+
+    grouped: dict[str, list[tuple[int, str, str, int]]] = {}
+    for line, (raw, label) in enumerate(rows, start=2):
+        name, crop = split_crop(raw)
+        grouped.setdefault(name, []).append((crop if crop is not None else 0, raw, label, line))
+    videos = []
+    expected = crops
+    for name, items in grouped.items():
+        items.sort(key=lambda item: item[0])
+        labels = {item[2] for item in items}
+        if len(labels) != 1:
+            raise ValueError(f"{csv_path}: video {name} has several labels {sorted(labels)}")
+        label, line = items[0][2], items[0][3]
+        primary, multi_hot = lm.parse(label, where=f"{csv_path} line {line}")
+        if expected is None:
+            expected = len(items)
+        if len(items) != expected:
+            raise ValueError(f"{csv_path}: video {name} has {len(items)} crops, expected {expected}")
+        paths = tuple(resolve_path(item[1], csv_path.parent, root) for item in items)
+        videos.append(Video(name, label, primary, multi_hot, paths))
+    log.debug("%s: %d videos, %d crops each (%s)", csv_path, len(videos), expected, lm.dataset)
+    return Split(videos, lm, csv_path)
+
+
+# ------------------------------------------------------------ lengths
+
+
+def pool_or_pad(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N,...] -> ([length,...], mask [length] bool).
+
+    N > length: mean over ``length`` uniform bins (bin i = rows floor(i*N/length) .. floor((i+1)*N/length));
+    N <= length: zero padding after the N rows, mask True on the rows that hold data.
+    """
+    n = x.shape[0]
+    mask = np.zeros(length, bool)
+    if n > length:
+        edges = np.linspace(0, n, length + 1).astype(np.int64)
+        pooled = np.add.reduceat(x, edges[:-1], axis=0) / np.diff(edges).reshape(-1, *[1] * (x.ndim - 1))
+        mask[:] = True
+        return pooled.astype(x.dtype, copy=False), mask
+    out = np.zeros((length, *x.shape[1:]), x.dtype)
+    out[:n] = x
+    mask[:n] = True
+    return out, mask
+
+
+def chunk(x: np.ndarray, size: int = DEFAULT_LEN) -> tuple[np.ndarray, np.ndarray]:
+    """[N,...] -> (chunks [K,size,...] with K = ceil(N/size), mask [K,size]); the last chunk zero-padded."""
+    n = x.shape[0]
+    k = max(1, -(-n // size))
+    out = np.zeros((k * size, *x.shape[1:]), x.dtype)
+    out[:n] = x
+    mask = np.zeros(k * size, bool)
+    mask[:n] = True
+    return out.reshape(k, size, *x.shape[1:]), mask.reshape(k, size)
+
+
+def unchunk(y: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of :func:`chunk` for per-snippet outputs: [K,size,...] -> [n,...]."""
+    return y.reshape(-1, *y.shape[2:])[:n]
+
+
+# ------------------------------------------------------------ datasets
+
+
+class FeatureDataset(Dataset):
+    """Training videos at a fixed length.
+
+    Item: ``features`` [T,512] float32, ``mask`` [T] bool, ``multi_hot`` [M] float32, ``primary`` int,
+    ``index`` int (the video's position in the split) and, when ``targets`` are given (one array per video at
+    the native snippet rate, [N] or [N,K], e.g. pseudo labels), ``target`` pooled/padded like the features.
+    The crop is drawn per access; with ``seed`` it depends only on (seed, epoch, index): call ``set_epoch``.
+    """
+
+    def __init__(self, split: Split, length: int = DEFAULT_LEN, targets: Sequence[np.ndarray] | None = None,
+                 seed: int | None = None, random_crop: bool = True) -> None:
+        if targets is not None and len(targets) != len(split):
+            raise ValueError(f"{len(targets)} target arrays for {len(split)} videos of {split.source}")
+        self.split = split
+        self.length = length
+        self.targets = targets
+        self.seed = seed
+        self.random_crop = random_crop
+        self.epoch = 0
+        self._rng = np.random.default_rng()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def crop_of(self, index: int) -> int:
+        n = len(self.split.videos[index].crops)
+        if not self.random_crop or n == 1:
+            return 0
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.seed is not None else self._rng
+        return int(rng.integers(n))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        video = self.split.videos[index]
+        feats = video.load(self.crop_of(index))
+        x, mask = pool_or_pad(feats, self.length)
+        item: dict[str, torch.Tensor | int] = {
+            "features": torch.from_numpy(x),
+            "mask": torch.from_numpy(mask),
+            "multi_hot": torch.from_numpy(video.multi_hot),
+            "primary": video.primary,
+            "index": index,
+        }
+        if self.targets is not None:
+            target = np.asarray(self.targets[index], np.float32)
+            if target.shape[0] != feats.shape[0]:
+                raise ValueError(f"target of video {video.name} has {target.shape[0]} snippets, "
+                                 f"its features {video.crops[0]} have {feats.shape[0]}")
+            item["target"] = torch.from_numpy(pool_or_pad(target, self.length)[0])
+        return item
+
+
+def iter_test(split: Split) -> Iterator[tuple[Video, np.ndarray]]:
+    """(video, features [N,512]) of each test video, native rate, the crop the list names."""
+    for video in split.videos:
+        yield video, video.load(0)
+
+
+# ------------------------------------------------------------ ground truth
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Test-set truth in VadCLIP's layout (videos in test.csv order)."""
+
+    names: list[str]
+    num_snippets: list[int]
+    gt_frames: np.ndarray  # [sum 16*T] float32, 0/1
+    segments: list[np.ndarray]  # per video [S,2] float64 frames (start, end); normal videos: [[0, frames]]
+    seg_labels: list[list[str]]  # per video, one class code per segment; 'A' = normal
+    label_map: LabelMap
+
+    def frames_of(self, index: int) -> np.ndarray:
+        """Frame labels of one video."""
+        start = FRAMES_PER_SNIPPET * sum(self.num_snippets[:index])
+        return self.gt_frames[start:start + FRAMES_PER_SNIPPET * self.num_snippets[index]]
+
+
+def _load_object_array(path: Path, count: int) -> list:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ground-truth file not found")
+    # These VadCLIP files are object arrays of Python lists: pickle is needed, and only used for them.
+    data = list(np.load(path, allow_pickle=True))
+    if len(data) != count:
+        raise ValueError(f"{path}: {len(data)} entries, expected one per test video ({count})")
+    return data
+
+
+def load_ground_truth(data_dir: str | Path, *, feature_root: str | Path | None = None) -> GroundTruth:
+    """Read DIR/test.csv (for names and lengths), gt_frames.npy, gt_segment.npy and gt_label.npy."""
+    data_dir = Path(data_dir)
+    split = read_split(data_dir / "test.csv", feature_root=feature_root)
+    lengths = [num_snippets(v.crops[0]) for v in split.videos]
+    n = len(split)
+
+    frames_path = data_dir / "gt_frames.npy"
+    if not frames_path.is_file():
+        raise FileNotFoundError(f"{frames_path}: ground-truth file not found")
+    gt_frames = np.load(frames_path, allow_pickle=False).astype(np.float32).reshape(-1)
+    expected = FRAMES_PER_SNIPPET * sum(lengths)
+    if gt_frames.shape[0] != expected:
+        raise ValueError(f"{frames_path}: {gt_frames.shape[0]} frame labels, expected 16 x {sum(lengths)} "
+                         f"snippets = {expected} (the test features listed in {split.source})")
+
+    raw_segments = _load_object_array(data_dir / "gt_segment.npy", n)
+    raw_labels = _load_object_array(data_dir / "gt_label.npy", n)
+    known = set(split.label_map.codes) | {"A"}
+    segments, seg_labels = [], []
+    for name, segs, labels in zip(split.names, raw_segments, raw_labels):
+        try:
+            arr = np.asarray(segs, dtype=np.float64).reshape(-1, 2)  # UCF stores the numbers as strings
+        except ValueError:
+            raise ValueError(f"{data_dir / 'gt_segment.npy'}: segments of {name} are not "
+                             f"[[start, end], ...]: {segs!r}") from None
+        labels = [str(lab) for lab in labels]
+        if len(labels) != len(arr):
+            raise ValueError(f"{data_dir / 'gt_label.npy'}: {name} has {len(labels)} labels "
+                             f"for {len(arr)} segments")
+        unknown = set(labels) - known
+        if unknown:
+            raise ValueError(f"{data_dir / 'gt_label.npy'}: {name} has unknown labels {sorted(unknown)}; "
+                             f"expected {sorted(known)}")
+        segments.append(arr)
+        seg_labels.append(labels)
+    return GroundTruth(split.names, lengths, gt_frames, segments, seg_labels, split.label_map)
