@@ -289,6 +289,27 @@ class FeatureDataset(Dataset):
         return item
 
 
+def feature_stats(split: Split, max_videos: int = 2000, eps: float = 1e-2, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std [512] of the snippet features of (up to ``max_videos``) training videos, crop 0.
+
+    The models standardise their input with these (CLIP snippet features share a large common component);
+    ``eps`` floors the std so near-constant channels are not blown up.
+    """
+    order = np.random.default_rng(seed).permutation(len(split))[:max_videos]
+    total = np.zeros(EMBED_DIM, np.float64)
+    squares = np.zeros(EMBED_DIM, np.float64)
+    count = 0
+    for i in order:
+        x = split.videos[i].load(0).astype(np.float64)
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+        count += x.shape[0]
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean * mean, 0.0)) + eps
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 def iter_test(split: Split) -> Iterator[tuple[Video, np.ndarray]]:
     """(video, features [N,512]) of each test video, native rate, the crop the list names."""
     for video in split.videos:

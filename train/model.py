@@ -296,6 +296,10 @@ class CPLVAD(nn.Module):
     def __init__(self, config: CPLVADConfig):
         super().__init__()
         self.config = cfg = config
+        # Per-channel standardisation of the input features (training-set statistics, set_feature_stats):
+        # CLIP snippet features share a large common component that otherwise drowns the differences.
+        self.register_buffer("feature_mean", torch.zeros(cfg.feature_dim))
+        self.register_buffer("feature_std", torch.ones(cfg.feature_dim))
         self.encoder = TemporalEncoder(cfg)
         self.binary_head = BinaryHead(cfg.d_model, cfg.head_convs, cfg.prior_prob)
         self.text_mlps = nn.ModuleList([
@@ -309,6 +313,11 @@ class CPLVAD(nn.Module):
             self.prompts = PromptLearner(cfg.class_names, cfg.num_levels, cfg.text_source, cfg.num_ctx,
                                          cfg.text_seed)
         log.info("CPL-VAD: %.2fM trainable parameters", self.num_parameters() / 1e6)
+
+    def set_feature_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Input standardisation from training-set statistics [C] (stored with the weights)."""
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -325,7 +334,8 @@ class CPLVAD(nn.Module):
         B, T, _ = features.shape
         mask = mask.bool()
         pad = -T % 2 ** (cfg.num_levels - 1)
-        x = F.pad(features, (0, 0, 0, pad))  # (B, T + pad, C)
+        x = (features - self.feature_mean) / self.feature_std  # (B, T, C) standardised
+        x = F.pad(x, (0, 0, 0, pad))  # (B, T + pad, C)
         m = F.pad(mask, (0, pad))
         feats, masks = self.encoder(x * m[..., None], m)  # L x (B, T_l', d)
         lengths = [-(-T // s) for s in cfg.strides]  # T_l = ceil(T / 2^l): crop the inner padding

@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from edge import car
 from edge.configfile import StrictModel, dump_config, load_config
-from train.data import DEFAULT_LEN, FeatureDataset, Split, chunk, load_ground_truth, read_split, unchunk
+from train.data import (DEFAULT_LEN, FeatureDataset, Split, chunk, feature_stats, load_ground_truth, read_split,
+                        unchunk)
 from train.losses import total_loss
 from train.metrics import evaluate_scores
 from train.model import CPLVAD, CPLVADConfig, upsample_levels
@@ -147,11 +148,14 @@ def collate(items: list[dict]) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------- training
 
 
-def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime,
+def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: tuple[np.ndarray, np.ndarray],
                 pseudo: list[np.ndarray] | None = None) -> CPLVAD:
-    """Train a fresh model for one stage; ``pseudo`` = per video [N,2] (pseudo_b, pseudo_c) at the native rate."""
+    """Train a fresh model for one stage; ``stats`` = input (mean, std) [512]; ``pseudo`` = per video [N,2]
+    (pseudo_b, pseudo_c) at the native rate."""
     torch.manual_seed(cfg.seed + stage)
-    model = CPLVAD(model_config(cfg, split)).to(rt.device)
+    model = CPLVAD(model_config(cfg, split))
+    model.set_feature_stats(torch.from_numpy(stats[0]), torch.from_numpy(stats[1]))
+    model = model.to(rt.device)
     net = torch.nn.parallel.DistributedDataParallel(model) if rt.world > 1 else model
     dataset = FeatureDataset(split, cfg.data.length, targets=pseudo, seed=cfg.seed)
     sampler = DistributedSampler(dataset, rt.world, rt.rank, seed=cfg.seed) if rt.world > 1 else None
@@ -262,8 +266,8 @@ def make_pseudo_labels(model: CPLVAD, split: Split, cfg: TrainConfig, rt: Runtim
 
 def pseudo_quality(labels: dict[str, np.ndarray], truth_path: Path) -> dict[str, dict[str, float]]:
     """Snippet precision / recall / F1 of the pseudo labels (> 0.5) on anomalous training videos."""
-    with np.load(truth_path) as truth:
-        known = {k: truth[k] for k in truth.files}
+    with np.load(truth_path) as truth:  # the generator's snippet truth: binary/<video> [N]
+        known = {k.split("/", 1)[1]: truth[k] for k in truth.files if k.startswith("binary/")}
     report = {}
     for column, branch in enumerate(("b", "c")):
         tp = fp = fn = 0
@@ -348,7 +352,8 @@ def run(cfg: TrainConfig) -> dict:
              len(split), split.label_map.dataset, cfg.optim.epochs_stage1, cfg.pseudo.mode,
              "on" if cfg.pseudo.car else "off", cfg.optim.epochs_stage2)
     started = time.perf_counter()
-    model = train_stage(1, split, cfg, rt)
+    stats = feature_stats(split, seed=cfg.seed)
+    model = train_stage(1, split, cfg, rt, stats)
     history = {"stage1": model.history}
     report: dict = {}
     if cfg.pseudo.mode != "none":
@@ -362,7 +367,7 @@ def run(cfg: TrainConfig) -> dict:
             if truth_path.is_file():
                 report["pseudo_quality"] = pseudo_quality(labels, truth_path)
                 log.info("pseudo-label quality: %s", report["pseudo_quality"])
-        model = train_stage(2, split, cfg, rt, [labels[v.name] for v in split.videos])
+        model = train_stage(2, split, cfg, rt, stats, [labels[v.name] for v in split.videos])
         history["stage2"] = model.history
     train_seconds = time.perf_counter() - started
 
