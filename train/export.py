@@ -1,0 +1,237 @@
+"""Export a distilled student run to a model bundle the device loads (``edge.bundle``).
+
+    python -m train.export --run STUDENT_RUN --out bundle/ [--clip SOURCE] [--encode-every K]
+
+Writes ``head.onnx`` (the student, both branches; dynamic batch and class count, fixed window), ``clip_visual.onnx``
+(``train.export_clip``; reused when the folder already holds an intact export of the same source),
+``text_embeddings.npz`` (the run's cache) and ``manifest.json`` with the sha256 of every file. The head is verified:
+ONNX Runtime vs torch on real-length windows of the run's test videos (filling and full ring-buffer windows,
+batch 1 and 8); the largest difference is printed and must stay within ``MAX_ABS_DIFF``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+import transformers
+
+from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
+from edge.configfile import load_config
+from edge.preprocess import CLIP_VIT_B16
+from edge.snippets import encoded_offsets
+from train.clip_source import describe, is_random
+from train.data import read_split
+from train.distill import DistillConfig
+from train.export_clip import OPSET, export_clip, matches
+from train.stream_eval import load_student, smoother_params, stream_windows
+from train.student import Student
+from train.text import load_text_embeddings
+
+log = logging.getLogger(__name__)
+
+MAX_ABS_DIFF = 1e-4  # on probabilities, ONNX Runtime vs torch
+HEAD_FILE, CLIP_FILE, TEXT_FILE = "head.onnx", "clip_visual.onnx", "text_embeddings.npz"
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """ONNX Runtime vs torch on the same windows."""
+
+    windows: int
+    max_abs_diff_binary: float
+    max_abs_diff_classes: float
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(self.max_abs_diff_binary, self.max_abs_diff_classes)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= MAX_ABS_DIFF
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Keep the exporter's progress prints and warnings out of the log (they go to debug)."""
+    chatter = io.StringIO()
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        log.debug("exporter output:\n%s", chatter.getvalue())
+
+
+def export_head(student: Student, text: np.ndarray, out: str | Path, *, opset: int = OPSET,
+                metadata: dict[str, str] | None = None) -> Path:
+    """Write the student as ONNX: features [B, W, 512], mask [B, W] bool, text [L, M, 512] -> binary, classes."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    W = student.config.window
+    example = (torch.zeros(2, W, student.config.feature_dim), torch.ones(2, W, dtype=torch.bool),
+               torch.from_numpy(text))
+    batch, classes = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("classes", min=2, max=1024)
+    with quiet_exporter():
+        torch.onnx.export(student.eval(), example, str(out), input_names=["features", "mask", "text"],
+                          output_names=["binary", "classes"], opset_version=opset, dynamo=True,
+                          dynamic_shapes={"features": {0: batch}, "mask": {0: batch}, "text": {1: classes}},
+                          external_data=False)
+    proto = onnx.load(str(out))
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    onnx.helper.set_model_props(proto, {"cplvad.model": "head", "cplvad.window": str(W),
+                                        "cplvad.levels": str(student.config.num_levels), **(metadata or {})})
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return out
+
+
+def sample_windows(features: list[np.ndarray], window: int, per_video: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Ring-buffer windows of real videos: per video the window after snippets 1, W/2, W and the last one."""
+    xs, masks = [], []
+    for feats in features:
+        n = feats.shape[0]
+        index, mask, _ = stream_windows(n, window)
+        padded = np.concatenate([feats, np.zeros((1, feats.shape[1]), np.float32)])
+        for t in sorted({0, min(window // 2, n - 1), min(window - 1, n - 1), n - 1})[:per_video]:
+            xs.append(padded[index[t]])
+            masks.append(mask[t])
+    return np.stack(xs).astype(np.float32), np.stack(masks)
+
+
+def verify_head(student: Student, onnx_path: Path, x: np.ndarray, mask: np.ndarray, text: np.ndarray) -> HeadCheck:
+    """ONNX Runtime vs torch on windows x [N, W, 512], run at batch 1 and in batches of 8."""
+    with torch.no_grad():
+        ref_b, ref_c = (t.numpy() for t in student(torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(text)))
+    backend = OnnxRuntimeBackend(onnx_path)
+    diff_b = diff_c = 0.0
+    for size in (1, 8):
+        for s in range(0, len(x), size):
+            out = backend.run({"features": x[s:s + size], "mask": mask[s:s + size], "text": text})
+            diff_b = max(diff_b, float(np.abs(out["binary"] - ref_b[s:s + size]).max()))
+            diff_c = max(diff_c, float(np.abs(out["classes"] - ref_c[s:s + size]).max()))
+    return HeadCheck(len(x), diff_b, diff_c)
+
+
+def real_windows(run_cfg_data: str | None, feature_root: str | None, window: int, videos: int = 4
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Real-length windows from the run's test videos (noise windows of plausible scale when they are absent)."""
+    try:
+        split = read_split(Path(str(run_cfg_data)) / "test.csv", feature_root=feature_root)
+        picks = np.linspace(0, len(split) - 1, min(videos, len(split))).astype(int)
+        return sample_windows([split.videos[i].load(0) for i in picks], window)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        log.warning("test features unavailable (%s): verifying the head on random windows", err)
+        rng = np.random.default_rng(0)
+        return sample_windows([rng.normal(0, 0.5, (n, 512)).astype(np.float32) for n in (5, 3 * window)], window)
+
+
+def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", encode_every: int = 1,
+                  seed: int = 0, opset: int = OPSET) -> Manifest:
+    """Write and verify a bundle from a student run; returns its manifest (the bundle is re-loaded to check)."""
+    start = time.perf_counter()
+    run, out = Path(run), Path(out)
+    encoded_offsets(encode_every)  # ValueError unless 1..16
+    student, meta = load_student(run)
+    cfg = load_config(DistillConfig, run / "config.yaml")
+    text = load_text_embeddings(run / TEXT_FILE)
+    if list(text.classes) != list(meta["classes"]):
+        raise ValueError(f"{run / TEXT_FILE}: classes {text.classes} differ from the student's {meta['classes']}")
+    out.mkdir(parents=True, exist_ok=True)
+    stale = out / MANIFEST
+    if stale.exists():
+        stale.unlink()  # a half-written bundle must not look valid
+
+    head = export_head(student, text.embeddings, out / HEAD_FILE, opset=opset,
+                       metadata={"cplvad.classes": json.dumps(list(text.classes))})
+    x, mask = real_windows(cfg.data, cfg.feature_root, student.config.window)
+    check = verify_head(student, head, x, mask, text.embeddings)
+    log.info("head: ONNX Runtime vs torch on %d real-length windows (batch 1 and 8): max |diff| binary %.2e, "
+             "classes %.2e; budget %.0e", check.windows, check.max_abs_diff_binary, check.max_abs_diff_classes,
+             MAX_ABS_DIFF)
+    if not check.ok:
+        raise RuntimeError(f"{head}: ONNX Runtime disagrees with torch beyond {MAX_ABS_DIFF}: {check}")
+
+    clip_path = out / CLIP_FILE
+    if matches(clip_path, clip, seed):
+        log.info("%s already holds the CLIP image encoder of %s: kept", clip_path, describe(clip))
+    else:
+        export_clip(clip, clip_path, seed=seed, opset=opset)
+    if (run / TEXT_FILE).resolve() != (out / TEXT_FILE).resolve():
+        shutil.copyfile(run / TEXT_FILE, out / TEXT_FILE)
+
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST)
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    created = datetime.now(timezone.utc)
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION,
+        version=f"{run.name}-{created:%Y%m%d-%H%M%S}",
+        created=created.isoformat(timespec="seconds"),
+        dataset=meta["dataset"],
+        classes=text.classes,
+        snippet={"frames_per_snippet": 16, "encode_every": encode_every, "embed_dim": 512},
+        preprocess=CLIP_VIT_B16.to_dict(),
+        window=student.config.window,
+        levels=student.config.num_levels,
+        smoother=asdict(smoother_params(meta["dataset"])),
+        clip={"source": describe(clip), "random": is_random(clip)},
+        models={"head": {"file": HEAD_FILE, "precision": "fp32"},
+                "clip_visual": {"file": CLIP_FILE, "precision": "fp32"}},
+        text_embeddings={"file": TEXT_FILE, "hash": text.hash},
+        metrics={k: metrics[k] for k in ("teacher", "student_offline", "student_streaming") if k in metrics}
+        | {"head_check": asdict(check) | {"budget": MAX_ABS_DIFF}},
+        versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                  "transformers": transformers.__version__, "opset": opset},
+        files={name: file_sha256(out / name) for name in files},
+    )
+    (out / MANIFEST).write_text(manifest.to_json())
+    load_bundle(out)  # the device's own loader must accept it
+    size = sum((out / name).stat().st_size for name in files) / 1e6
+    log.info("bundle %s: %s (%.1f MB) in %.1f s; next: python edge/run.py --bundle %s --camera 0", out,
+             ", ".join(files), size, time.perf_counter() - start, out)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.distill's out)")
+    parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    parser.add_argument("--clip", default="random", help="CLIP image encoder: local HF CLIP dir, 'random' or 'tiny'")
+    parser.add_argument("--encode-every", type=int, default=1, metavar="K",
+                        help="encode frames 0, K, 2K, ... of each 16-frame snippet (1..16), as the features were")
+    parser.add_argument("--seed", type=int, default=0, help="weights seed for 'random' / 'tiny' CLIP")
+    parser.add_argument("--opset", type=int, default=OPSET)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        export_bundle(args.run, args.out, clip=args.clip, encode_every=args.encode_every, seed=args.seed,
+                      opset=args.opset)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Evaluate the student as the device runs it, beside the teacher and the student run offline.
+
+    python -m train.stream_eval --run STUDENT_RUN [--data DIR] [--batch 256]
+
+Three rows on the test set, scored with the same metrics (``train.metrics.evaluate_scores``):
+
+  teacher            ``train.train.infer_video``: whole video in chunks, sigmoid / softmax of the level means
+  student offline    the student on the video cut into consecutive W-snippet windows
+  student streaming  the device's loop: a ``FeatureRing`` of W; for every new snippet the student runs on the
+                     window and the outputs of the newest valid row go to the ``CausalSmoother``
+
+The student's per-snippet anomaly score is the smoother's level aggregation (``edge.car.aggregate`` with the
+smoother's parameters, the score the device thresholds), offline too, so the rows differ only in what the model
+sees; its class probabilities are the mean of the per-level ones. The streaming row also reports the smoother's
+events as frame-level precision / recall / F1. The streaming windows of a video are batched (the window ending at
+t, for every t, stacked), which equals the one-snippet-at-a-time loop (tested). Results go into
+``STUDENT_RUN/metrics.json`` (``teacher``, ``student_offline``, ``student_streaming``) and a printed table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge import car
+from edge.configfile import load_config
+from edge.ringbuffer import FeatureRing
+from edge.smoother import CausalSmoother, SmootherParams
+from train.data import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, read_split, unchunk
+from train.distill import DistillConfig, load_teacher
+from train.metrics import evaluate_scores
+from train.student import Student
+from train.text import load_text_embeddings
+from train.train import infer_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentOutputs:
+    """The student's outputs for one video at the native rate, one row per snippet."""
+
+    levels: np.ndarray  # [N, L] per-level anomaly probabilities
+    classes: np.ndarray  # [N, L, M] per-level class probabilities
+
+
+def load_student(run: str | Path, device: torch.device | str = "cpu") -> tuple[Student, dict]:
+    """``RUN/student.pt`` -> (model in eval mode, the checkpoint's metadata: teacher, dataset, classes...)."""
+    path = Path(run) / "student.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; expected the out folder of train.distill")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = {k: v for k, v in ckpt.items() if k not in ("model",)}
+    return Student.from_checkpoint(ckpt).to(device).eval(), meta
+
+
+def smoother_params(dataset: str) -> SmootherParams:
+    """The device's smoother: the causal form of the dataset's CAR refinement of the binary branch."""
+    return SmootherParams.from_car(car.CarParams.for_dataset(dataset, "binary"))
+
+
+# ----------------------------------------------------------------------------------------------- windows
+
+
+def stream_windows(n: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ring buffer's window after each of ``n`` snippets, as gather indices.
+
+    Returns (index [n, W] into the features with a zero row appended at ``n``, mask [n, W], newest row [n]):
+    after snippet t the window holds snippets max(0, t-W+1) .. t as its first rows, zero rows after them.
+    """
+    t = np.arange(n)[:, None]
+    index = np.maximum(t - window + 1, 0) + np.arange(window)[None, :]  # [n, W]
+    mask = index <= t
+    return np.where(mask, index, n), mask, np.minimum(t[:, 0], window - 1)
+
+
+@torch.no_grad()
+def stream_batched(student: Student, features: np.ndarray, text: torch.Tensor, batch: int = 256
+                   ) -> StudentOutputs:
+    """The streaming outputs of a video [N, 512], the windows ending at every snippet run in batches."""
+    n, W = features.shape[0], student.config.window
+    device = text.device
+    padded = torch.from_numpy(np.concatenate([features, np.zeros((1, features.shape[1]), np.float32)]))
+    index, mask, newest = (torch.from_numpy(a) for a in stream_windows(n, W))
+    levels, classes = [], []
+    for s in range(0, n, batch):
+        x = padded[index[s:s + batch]].to(device)  # (b, W, 512)
+        b, c = student(x, mask[s:s + batch].to(device), text)  # (b, L, W), (b, L, W, M)
+        rows = torch.arange(x.shape[0], device=device)
+        last = newest[s:s + batch].to(device)
+        levels.append(b[rows, :, last].cpu())  # (b, L)
+        classes.append(c[rows, :, last].cpu())  # (b, L, M)
+    return StudentOutputs(torch.cat(levels).numpy(), torch.cat(classes).numpy())
+
+
+@torch.no_grad()
+def stream_loop(student: Student, features: np.ndarray, text: torch.Tensor) -> StudentOutputs:
+    """The device's loop, one snippet at a time: push into the ring, run the window, read the newest row."""
+    ring = FeatureRing(student.config.window, features.shape[1])
+    device = text.device
+    levels, classes = [], []
+    for feature in features:
+        ring.push(feature)
+        x, mask = ring.window()
+        b, c = student(torch.from_numpy(x)[None].to(device), torch.from_numpy(mask)[None].to(device), text)
+        row = len(ring) - 1
+        levels.append(b[0, :, row].cpu().numpy())
+        classes.append(c[0, :, row].cpu().numpy())
+    return StudentOutputs(np.stack(levels), np.stack(classes))
+
+
+@torch.no_grad()
+def offline(student: Student, features: np.ndarray, text: torch.Tensor) -> StudentOutputs:
+    """The student on the video cut into consecutive windows of W (the last one zero-padded)."""
+    x, mask = chunk(features, student.config.window)  # (K, W, 512), (K, W)
+    b, c = student(torch.from_numpy(x).to(text.device), torch.from_numpy(mask).to(text.device), text)
+    n = features.shape[0]
+    return StudentOutputs(unchunk(b.transpose(1, 2).cpu().numpy(), n),  # (K, W, L) -> (N, L)
+                          unchunk(c.transpose(1, 2).cpu().numpy(), n))  # (K, W, L, M) -> (N, L, M)
+
+
+# ----------------------------------------------------------------------------------------------- scores
+
+
+def snippet_scores(outputs: StudentOutputs, params: SmootherParams) -> tuple[np.ndarray, np.ndarray]:
+    """(anomaly score [N]: the smoother's level aggregation, class probabilities [N, M]: mean over levels)."""
+    score = car.aggregate(outputs.levels.T.astype(np.float64), params.car_params())
+    return score, outputs.classes.mean(axis=1)
+
+
+def smooth(outputs: StudentOutputs, params: SmootherParams) -> tuple[np.ndarray, list[car.Run]]:
+    """Feed the streaming outputs to the causal smoother: (its score per snippet [N], events as inclusive runs)."""
+    smoother = CausalSmoother(params)
+    scores, events, start = [], [], None
+    class_probs = outputs.classes.mean(axis=1)
+    for levels, probs in zip(outputs.levels, class_probs):
+        update = smoother.update(levels, probs)
+        scores.append(update.score)
+        start = update.opened_at if update.opened_at is not None else start
+        if update.closed_at is not None:
+            events.append((start, update.closed_at))
+    closing = smoother.close()
+    if closing.closed_at is not None:
+        events.append((start, closing.closed_at))
+    return np.asarray(scores), events
+
+
+def event_frame_scores(events: dict[str, list[car.Run]], truth: GroundTruth) -> dict[str, float]:
+    """Frame-level precision / recall / F1 of the smoother's events against the ground truth."""
+    pred = np.concatenate([np.repeat(car.runs_to_mask(events[name], n), FRAMES_PER_SNIPPET)
+                           for name, n in zip(truth.names, truth.num_snippets)]) > 0
+    gt = truth.gt_frames > 0.5
+    tp, fp, fn = int((pred & gt).sum()), int((pred & ~gt).sum()), int((~pred & gt).sum())
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return {"precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+            "events": int(sum(len(e) for e in events.values()))}
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    lines = [f"{'':<20}{'AUC':>8}{'AP':>8}{'mAP':>8}{'mAP*':>8}   (mAP* = anomaly classes only)"]
+    for name, m in rows.items():
+        maps = (m["map"]["avg"], m["map_corrected"]["avg"]) if m.get("map") else (float("nan"),) * 2
+        lines.append(f"{name:<20}{100 * m['auc']:8.2f}{100 * m['ap']:8.2f}{maps[0]:8.2f}{maps[1]:8.2f}")
+    return "\n".join(lines)
+
+
+ROWS = ("teacher", "student offline", "student streaming")
+
+
+def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.device | str = "cpu",
+                 batch: int = 256, teacher: bool = True) -> dict:
+    """Score teacher, student offline and student streaming on the test set; merged into RUN/metrics.json."""
+    run = Path(run)
+    device = torch.device(device)
+    cfg = load_config(DistillConfig, run / "config.yaml")
+    student, meta = load_student(run, device)
+    text_file = load_text_embeddings(run / "text_embeddings.npz")
+    if list(text_file.classes) != list(meta["classes"]):
+        raise ValueError(f"{run / 'text_embeddings.npz'}: classes {text_file.classes} differ from the student's "
+                         f"{meta['classes']}")
+    text = torch.from_numpy(text_file.embeddings).to(device)
+    data_dir = Path(data or cfg.data)
+    truth = load_ground_truth(data_dir, feature_root=cfg.feature_root)
+    test = read_split(data_dir / "test.csv", truth.label_map.dataset, cfg.feature_root)
+    params = smoother_params(truth.label_map.dataset)
+    teach = None
+    if teacher and cfg.teacher and Path(cfg.teacher).is_dir():
+        teach = load_teacher(cfg.teacher, device)
+    elif teacher:
+        log.warning("teacher run %s not found: the teacher row is left out", cfg.teacher)
+    teacher_text = torch.from_numpy(teach.text.embeddings).to(device) if teach else None
+
+    binary: dict[str, dict[str, np.ndarray]] = {row: {} for row in ROWS}  # row -> video -> [N]
+    classes: dict[str, dict[str, np.ndarray]] = {row: {} for row in ROWS}  # row -> video -> [N, M]
+    events: dict[str, list[car.Run]] = {}
+    seconds = {"student offline": 0.0, "student streaming": 0.0}
+    for video in tqdm(test.videos, desc="stream eval", unit="video", leave=False):
+        feats, name = video.load(0), video.name
+        if teach is not None:
+            o = infer_video(teach.model, feats, device, teacher_text, chunk_len=teach.model.config.max_len)
+            binary["teacher"][name], classes["teacher"][name] = o.binary, o.classes
+        start = time.perf_counter()
+        binary["student offline"][name], classes["student offline"][name] = \
+            snippet_scores(offline(student, feats, text), params)
+        seconds["student offline"] += time.perf_counter() - start
+        start = time.perf_counter()
+        streamed = stream_batched(student, feats, text, batch)
+        seconds["student streaming"] += time.perf_counter() - start
+        binary["student streaming"][name], events[name] = smooth(streamed, params)
+        classes["student streaming"][name] = streamed.classes.mean(axis=1)
+
+    rows = {row: evaluate_scores(binary[row], classes[row], truth) for row in ROWS if binary[row]}
+    rows["student streaming"]["events"] = event_frame_scores(events, truth)
+    for name, s in seconds.items():
+        rows[name]["seconds"] = s
+    table = format_table(rows)
+    log.info("%s: %d test videos, window %d, smoother on %.2f / off %.2f, m %d, g %d\n%s", data_dir, len(test),
+             student.config.window, params.theta_on, params.theta_off, params.m, params.g, table)
+    result = {name.replace(" ", "_"): m for name, m in rows.items()}
+    path = run / "metrics.json"
+    merged = (json.loads(path.read_text()) if path.is_file() else {}) | result
+    path.write_text(json.dumps(merged, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.stream_eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.distill's out)")
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
+    parser.add_argument("--batch", type=int, default=256, help="streaming windows per forward pass")
+    parser.add_argument("--no-teacher", action="store_true", help="skip the teacher row")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        evaluate_run(args.run, args.data, args.device, args.batch, teacher=not args.no_teacher)
+    except (FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
