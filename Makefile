@@ -42,7 +42,7 @@ train-xd: setup data/xd/dataset.json
 	$(PYTHON) -m train.train --config configs/train/xd.yaml
 
 distill: setup
-	$(PYTHON) -m train.distill --teacher runs/teacher_ucf --config configs/distill/default.yaml
+	$(PYTHON) -m train.distill --teacher runs/teacher_ucf --config configs/distill/default.yaml out=runs/student_ucf
 
 export: setup
 	$(PYTHON) -m train.export --run runs/student_ucf --out bundle/
