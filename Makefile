@@ -47,6 +47,13 @@ distill: setup
 export: setup
 	$(PYTHON) -m train.export --run runs/student_ucf --out bundle/
 
+calibrate: setup
+	$(PYTHON) -m calibration.calibrate --bundle $(or $(BUNDLE),bundle/) $(foreach s,$(SOURCE),--source $(s)) $(if $(DATA_DIR),--data $(DATA_DIR))
+
+# On the Jetson, with the system Python that has TensorRT and pycuda.
+engine:
+	python3 -m calibration.engine --bundle $(or $(BUNDLE),bundle/)
+
 demo: setup
 	$(PYTHON) -m train.demo $(if $(FAST),--fast)
 

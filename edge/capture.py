@@ -462,7 +462,8 @@ class CameraCapture:
 
     def _read_frames(self, cap: cv2.VideoCapture, session: _Session) -> None:
         opts, spec = self.options, self.spec
-        fps = cap.get(cv2.CAP_PROP_FPS) if spec.is_file else 0.0
+        # an image sequence has no frame rate (OpenCV's image reader says 1.0): it is paced at fallback_fps
+        fps = cap.get(cv2.CAP_PROP_FPS) if spec.kind is SourceKind.FILE else 0.0
         if spec.is_file and not (math.isfinite(fps) and 0 < fps <= 1000):
             fps = opts.fallback_fps
         pace = spec.is_file and opts.realtime

@@ -1,0 +1,151 @@
+"""Bad input to the edge process: a config file with unknown or malformed keys, a broken bundle (missing file,
+tampered file, text embeddings for other classes), camera names with MQTT wildcards; property tests over config
+building. Each bad start must exit 2 with a message that names the key or file, before touching any camera.
+
+Covered elsewhere and not repeated here: ``--set`` / ``--validate-config`` key errors (tests/test_edge_config.py),
+bundle checks in-process (tests/test_bundle.py), NaN/Inf features held in step (tests/test_pipeline.py), event
+payloads vs the schema and topic-safe under any input (tests/test_events.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.config import EdgeConfig
+from edge.configfile import ConfigError, load_config
+from edge.topics import Topics, restore_topic_part
+from tests.mqtt_broker import MosquittoBroker
+from tests.test_faults import PREFIX, EdgeProcess, Recorder, check_delivery, delivered_all, wait_until, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(request: pytest.FixtureRequest) -> Path:
+    from tests.test_pipeline import tiny_bundle_path
+
+    return tiny_bundle_path(request.config.cache.mkdir("cplvad-edge"))
+
+
+def run_edge(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Start the device as an operator would, with a camera that would stream if it got that far."""
+    video = write_video(tmp_path / "cam.mp4", frames=20)
+    return subprocess.run([sys.executable, str(ROOT / "edge" / "run.py"), "--camera", str(video), "--mqtt-port", "1",
+                           "--set", f"outbox.path={tmp_path / 'outbox.sqlite3'}", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+# -- config ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("yaml_text", "named"), [
+    ("mqtt:\n  hostname: broker.local\n", ["'mqtt.hostname'", "did you mean 'mqtt.host'"]),
+    ("capture:\n  read_timeout_s: soon\n", ["capture.read_timeout_s", "soon"]),
+    ("outbox:\n  max_rows: -3\n", ["outbox.max_rows"]),
+    ("events:\n  update_every: 0\n", ["events.update_every"]),
+    ("mqtt: [1, 2\n", ["edge.yaml"]),  # not YAML at all
+])
+def test_bad_config_file_exits_2_naming_the_key(tiny_bundle: Path, tmp_path: Path, yaml_text: str,
+                                                named: list[str]) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text(yaml_text)
+    result = run_edge(tmp_path, "--config", str(config), "--bundle", str(tiny_bundle))
+    assert result.returncode == 2, result.stderr[-2000:]
+    for text in named:
+        assert text in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "connecting" not in result.stderr  # no camera was opened
+
+
+# -- bundle ----------------------------------------------------------------------------------------------------
+def _rewrite_text_classes(bundle: Path, classes: list[str]) -> None:
+    """Text embeddings for other classes, with the manifest's file hash updated (a consistent but wrong bundle)."""
+    path = bundle / "text_embeddings.npz"
+    with np.load(path) as npz:
+        data = {k: npz[k] for k in npz.files}
+    data["classes"] = np.array(classes)
+    with path.open("wb") as f:
+        np.savez(f, **data)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["text_embeddings.npz"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("fault", ["missing", "tampered", "text_classes"])
+def test_broken_bundle_exits_2_naming_the_file(tiny_bundle: Path, tmp_path: Path, fault: str) -> None:
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+    if fault == "missing":
+        (bundle / "head.onnx").unlink()
+        expected = "missing file head.onnx"
+    elif fault == "tampered":
+        data = bytearray((bundle / "clip_visual.onnx").read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one bit pattern changed in the weights: still a loadable model
+        (bundle / "clip_visual.onnx").write_bytes(bytes(data))
+        expected = "clip_visual.onnx: sha256 mismatch"
+    else:
+        _rewrite_text_classes(bundle, ["Normal", "Abuse", "Fighting", "Arson"])
+        expected = "differ"
+    result = run_edge(tmp_path, "--bundle", str(bundle))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in result.stderr and str(bundle) in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+# -- camera names ----------------------------------------------------------------------------------------------
+def test_camera_names_with_wildcards_stay_one_escaped_topic_level(tiny_bundle: Path, mosquitto_bin: str,
+                                                                  tmp_path: Path) -> None:
+    """A camera named after its file gets a name made safe from the file's name; MQTT wildcards in it reach no
+    topic (they would subscribe-match other cameras' topics), and the two cameras stay apart."""
+    hostile = "lobby+#1.mp4"  # ('%' would make OpenCV read it as an image-sequence pattern)
+    video = write_video(tmp_path / hostile, frames=80)
+    plain = write_video(tmp_path / "plain.mp4", frames=80)
+    with MosquittoBroker(mosquitto_bin, tmp_path / "broker") as broker, Recorder(broker.port) as vms, \
+            EdgeProcess(tmp_path, tiny_bundle, broker.port, [str(video), str(plain)], "capture.realtime=false",
+                        extra=["--exit-when-done"]) as edge:
+        assert edge.process.wait(60) == 0, edge.log()[-3000:]
+        produced = edge.events()
+        wait_until(delivered_all(produced, vms), 15, "every event delivered")
+    assert check_delivery(produced, vms.events())["lost"] == 0
+    topics = {topic for topic, _, _ in vms.messages}
+    assert all("+" not in t and "#" not in t and t.startswith(PREFIX + "/") for t in topics)
+    cameras = {topic.split("/")[2] for topic in topics if topic.count("/") == 3}
+    assert cameras == {"lobby-1", "plain"} == {e["camera"] for e in produced}
+    kinds = {t.rsplit("/", 1)[1] for t in topics if "/lobby-1/" in t}
+    assert {"events", "status"} <= kinds <= {"events", "status", "state"}
+
+
+# -- properties ------------------------------------------------------------------------------------------------
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(min_size=1, max_size=40))
+def test_any_camera_source_gives_a_valid_config_with_one_safe_topic_level_or_a_value_error(source: str) -> None:
+    try:
+        config = EdgeConfig(cameras=[source], device="dev")
+    except ValueError:
+        return  # pydantic's ValidationError is a ValueError naming `cameras`
+    from edge.capture import parse_source
+
+    name = parse_source(source).name
+    topic = Topics(config.mqtt_prefix).events(name)
+    level = topic.split("/")[2]
+    assert topic == f"cplvad/dev/{level}/events" and not set(level) & set("/+#\0")
+    assert restore_topic_part(level) == name
+
+
+_KNOWN = set(EdgeConfig.model_fields)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.from_regex(r"[a-z_]{1,12}(\.[a-z_]{1,12}){0,2}", fullmatch=True), st.integers())
+def test_any_unknown_key_is_a_config_error_that_names_it(key: str, value: int) -> None:
+    top = key.split(".")[0]
+    if top in _KNOWN:
+        key = f"x{key}"  # make it unknown at the top level
+    with pytest.raises(ConfigError) as err:
+        load_config(EdgeConfig, None, [f"{key}={value}"])
+    assert f"'{key.split('.')[0]}" in str(err.value)
