@@ -32,6 +32,9 @@ class RuntimeConfig(StrictModel):
     providers: list[str] = Field(["cpu"], description="ONNX Runtime providers in priority order: cpu, cuda, "
                                  "tensorrt or auto")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads per model (None: one per core)")
+    precision: Literal["fp32", "int8"] = Field("fp32", description="ONNX Runtime: 'int8' runs the calibrated u8s8 "
+                                               "models where they passed the accuracy gate (`make calibrate`), float "
+                                               "elsewhere; TensorRT: the best engine built for this GPU")
     clip_batch: int = Field(8, ge=1, le=256, description="frames encoded together, across cameras, at most")
     encode_every: int | None = Field(None, ge=1, le=16, description="expected snippet.encode_every of the bundle "
                                      "(None: take the bundle's); a different bundle is refused")

@@ -142,15 +142,40 @@ def check_runtime_fit(bundle: Bundle, runtime: RuntimeConfig) -> None:
                              "(use a bundle exported for this setting, or drop runtime.encode_every)")
 
 
-def _model_file(bundle: Bundle, key: str, backend: str) -> Path:
+def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path, str]:
+    """The file to run for model ``key`` and its precision.
+
+    ONNX Runtime: the float ONNX, or with ``precision: int8`` the calibrated u8s8 flavour when it passed its gate.
+    TensorRT: the engine built on this device for this TensorRT version and GPU (``make engine``), best precision
+    first.
+    """
     onnx = bundle.file(key)
-    if backend == "onnxruntime":
-        return onnx
-    engine = onnx.with_suffix(".engine")
-    if not engine.is_file():
-        raise FileNotFoundError(f"TensorRT engine {engine} not found; build it on this device with `make engine` "
-                                f"(from {onnx.name}), or run with --backend onnxruntime")
-    return engine
+    entry = bundle.manifest.models[key]
+    if runtime.backend == "onnxruntime":
+        if runtime.precision == "fp32":
+            return onnx, entry.precision
+        flavour = ((entry.int8 or {}).get("flavours") or {}).get("u8s8")
+        if not flavour:
+            log.warning("%s: no INT8 model in the bundle (run `make calibrate`); running %s", key, entry.precision)
+            return onnx, entry.precision
+        if not flavour.get("passed"):
+            log.warning("%s: INT8 failed its accuracy gate (%s); running %s", key, flavour.get("reason"),
+                        entry.precision)
+            return onnx, entry.precision
+        return bundle.file(flavour["file"]), "int8"
+    try:
+        import tensorrt  # the Jetson's (JetPack); imported here only
+    except ImportError:
+        raise RuntimeError("the tensorrt backend needs TensorRT (JetPack on a Jetson) and engines built there with "
+                           "`make engine`; on this machine run with --backend onnxruntime") from None
+    from edge.backends.tensorrt import find_engine, gpu_info, parse_engine_name
+
+    engine = find_engine(bundle.path, key, tensorrt.__version__, gpu_info()[1])
+    if engine is None:
+        raise FileNotFoundError(f"no TensorRT engine for {key} ({tensorrt.__version__}, this GPU) in {bundle.path}; "
+                                f"build it on this device with `make engine` (from {onnx.name}), or run with "
+                                "--backend onnxruntime")
+    return engine, (parse_engine_name(engine.name) or {}).get("precision", "fp16")
 
 
 def _check_interface(backend: InferenceBackend, model: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
@@ -167,8 +192,11 @@ def open_models(bundle: Bundle, runtime: RuntimeConfig) -> Models:
     options: dict[str, Any] = {}
     if runtime.backend == "onnxruntime":
         options = {"providers": tuple(runtime.providers), "threads": runtime.threads}
-    clip = open_backend(str(_model_file(bundle, "clip_visual", runtime.backend)), kind=runtime.backend, **options)
-    head = open_backend(str(_model_file(bundle, "head", runtime.backend)), kind=runtime.backend, **options)
+    clip_file, _ = _model_file(bundle, "clip_visual", runtime)
+    head_file, head_precision = _model_file(bundle, "head", runtime)
+    clip = open_backend(str(clip_file), kind=runtime.backend, **options)
+    head = open_backend(str(head_file), kind=runtime.backend, **options)
+    log.info("models: %s, %s (%s)", clip_file.name, head_file.name, runtime.backend)
     _check_interface(clip, "clip_visual", [CLIP_INPUT_NAME], [CLIP_OUTPUT_NAME])
     _check_interface(head, "head", HEAD_INPUTS, HEAD_OUTPUTS)
     features = next(s for s in head.inputs if s.name == "features")
@@ -177,8 +205,7 @@ def open_models(bundle: Bundle, runtime: RuntimeConfig) -> Models:
     text = np.ascontiguousarray(bundle.text_embeddings, dtype=np.float32)
     if bundle.clip_is_random:  # load_bundle warned once; repeat it where the run starts
         log.warning("!!! RANDOM CLIP weights (%s): %s !!!", bundle.manifest.clip.source, RANDOM_CLIP_WARNING)
-    info = ModelInfo(bundle.manifest.name, bundle.manifest.version, bundle.manifest.models["head"].precision,
-                     bundle_hash(bundle))
+    info = ModelInfo(bundle.manifest.name, bundle.manifest.version, head_precision, bundle_hash(bundle))
     return Models(clip, head, text, tuple(bundle.classes), bundle.window, bundle.levels, bundle.encode_every,
                   bundle.smoother_params(), info, bundle.clip_is_random)
 

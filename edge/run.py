@@ -90,6 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "replaces the config's cameras)")
     p.add_argument("--bundle", type=Path, help="model bundle folder")
     p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], help="inference backend")
+    p.add_argument("--precision", choices=["fp32", "int8"],
+                   help="ONNX Runtime: int8 runs the calibrated models that passed their gate (make calibrate)")
     p.add_argument("--mqtt-host", help="MQTT broker host (TLS and credentials: in the config)")
     p.add_argument("--mqtt-port", type=int, help="MQTT broker port")
     p.add_argument("--device-name", help="device name in topics and events (default: host name)")
@@ -109,6 +111,7 @@ def resolve_config(args: argparse.Namespace) -> EdgeConfig:
     """The config file + ``--set`` overrides + flags (as overrides too); ConfigError names the bad key."""
     flags = {
         "cameras": args.camera, "bundle": args.bundle, "runtime.backend": args.backend,
+        "runtime.precision": args.precision,
         "mqtt.host": args.mqtt_host, "mqtt.port": args.mqtt_port, "device": args.device_name,
         "jsonl": args.jsonl, "capture.realtime": args.realtime, "capture.loop": args.loop,
     }

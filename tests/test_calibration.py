@@ -258,3 +258,18 @@ def test_config_file_and_cli_errors(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert cfg.frames >= 500 and cfg.budget.min_cosine == 0.99 and cfg.method == "entropy"
     assert main(["--bundle", str(tmp_path / "nothing"), "--config", str(root / DEFAULT_CONFIG)]) == 1
     assert "no manifest.json" in caplog.text
+
+
+def test_edge_runs_the_int8_flavour_that_passed_its_gate(calibrated: tuple[Path, list[dict]]) -> None:
+    from edge.config import RuntimeConfig
+    from edge.pipeline import open_models
+
+    bundle = load_bundle(calibrated[0])
+    fp32 = open_models(bundle, RuntimeConfig(threads=1))
+    int8 = open_models(bundle, RuntimeConfig(threads=1, precision="int8"))
+    passed = bundle.manifest.models["head"].int8["flavours"]["u8s8"]["passed"]
+    assert int8.info.precision == ("int8" if passed else "fp32") and fp32.info.precision == "fp32"
+    window = np.random.default_rng(0).normal(size=(1, bundle.window, 512)).astype(np.float32)
+    feeds = {"features": window, "mask": np.ones((1, bundle.window), bool), "text": fp32.text}
+    a, b = fp32.head.run(feeds)["binary"], int8.head.run(feeds)["binary"]
+    assert a.shape == b.shape and np.abs(a - b).max() < 0.1  # the gate let it through: close to float
