@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ import torch
 import transformers
 
 from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.bundle import file_sha256
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, preprocess
 from train.clip_source import describe, is_random
 from train.clip_visual import CLIPVisual, load_clip_visual
@@ -55,14 +55,6 @@ class Verification:
     @property
     def ok(self) -> bool:
         return self.min_cosine >= MIN_COSINE and self.max_rel_diff <= MAX_REL_DIFF
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sidecar_path(onnx_path: str | Path) -> Path:
