@@ -45,3 +45,20 @@ def test_dump_round_trip(tmp_path) -> None:
     cfg = load_config(Train, None, ["optim.lr=0.5"])
     dump_config(cfg, tmp_path / "out.yaml")
     assert load_config(Train, tmp_path / "out.yaml") == cfg
+
+
+class Tls(StrictModel):
+    ca_certs: str
+
+
+class Mqtt(StrictModel):
+    tls: Tls | None = None
+
+
+def test_override_creates_a_null_section(tmp_path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("tls: null\n")
+    assert load_config(Mqtt, path, ["tls.ca_certs=/etc/ca.pem"]).tls == Tls(ca_certs="/etc/ca.pem")
+    (tmp_path / "t.yaml").write_text("name: a\n")
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_config(Train, tmp_path / "t.yaml", ["name.first=a"])
