@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.distributed as dist
+from pydantic import Field
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -52,6 +53,8 @@ class DataConfig(StrictModel):
     dataset: Literal["ucf", "xd"] | None = None  # None: inferred from the labels
     length: int = DEFAULT_LEN  # training clip length T (long videos average-pooled, short ones padded)
     workers: int = 0  # DataLoader worker processes
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5)  # training videos held out (stratified) to pick the epoch
+    # by video-level AUC (video labels only; 0: keep the last epoch). The test set never picks anything.
 
 
 class ModelConfig(StrictModel):
@@ -148,10 +151,38 @@ def collate(items: list[dict]) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------- training
 
 
+def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(train, validation): ``fraction`` of the videos of each primary class (at least one when > 0) held out."""
+    rng = np.random.default_rng(seed)
+    held: set[int] = set()
+    if fraction > 0:
+        for label in sorted({v.primary for v in split.videos}):
+            members = [i for i, v in enumerate(split.videos) if v.primary == label]
+            if len(members) > 1:
+                held.update(rng.permutation(members)[:max(1, round(fraction * len(members)))].tolist())
+    keep = [v for i, v in enumerate(split.videos) if i not in held]
+    val = [v for i, v in enumerate(split.videos) if i in held]
+    return Split(keep, split.label_map, split.source), Split(val, split.label_map, split.source)
+
+
+def video_auc(model: CPLVAD, split: Split, device: torch.device) -> float:
+    """Video-level ROC-AUC of the B-branch (mean of the top-k snippet probabilities) on labelled videos."""
+    from sklearn.metrics import roc_auc_score
+
+    model.eval()
+    text = model.text_features().detach() if model.prompts is not None else None
+    labels, scores = [], []
+    for video in split.videos:
+        p = infer_video(model, video.load(0), device, text).binary
+        scores.append(float(np.sort(p)[-(len(p) // 16 + 1):].mean()))
+        labels.append(int(video.primary != 0))
+    return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else float("nan")
+
+
 def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: tuple[np.ndarray, np.ndarray],
-                pseudo: list[np.ndarray] | None = None) -> CPLVAD:
+                pseudo: list[np.ndarray] | None = None, val: Split | None = None) -> CPLVAD:
     """Train a fresh model for one stage; ``stats`` = input (mean, std) [512]; ``pseudo`` = per video [N,2]
-    (pseudo_b, pseudo_c) at the native rate."""
+    (pseudo_b, pseudo_c) at the native rate; ``val``: held-out training videos that pick the epoch."""
     torch.manual_seed(cfg.seed + stage)
     model = CPLVAD(model_config(cfg, split))
     model.set_feature_stats(torch.from_numpy(stats[0]), torch.from_numpy(stats[1]))
@@ -170,6 +201,7 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
     epochs = cfg.optim.epochs_stage1 if stage == 1 else cfg.optim.epochs_stage2
     mode = "none" if stage == 1 else cfg.pseudo.mode
     history = []
+    best: tuple[float, int, dict] | None = None
     for epoch in range(epochs):
         dataset.set_epoch(epoch)
         if sampler is not None:
@@ -197,9 +229,17 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
             sched.step()
         means = {k: v / max(count, 1) for k, v in sums.items()}
         history.append({"epoch": epoch + 1, "seconds": time.perf_counter() - start, **means})
+        if val is not None and len(val):
+            history[-1]["val_video_auc"] = auc = video_auc(model, val, rt.device)
+            if best is None or auc > best[0]:  # the first best epoch is kept on ties
+                best = (auc, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if rt.main:
             log.info("stage %d epoch %d/%d  %s  (%.1f s)", stage, epoch + 1, epochs,
-                     "  ".join(f"{k} {v:.4f}" for k, v in means.items()), history[-1]["seconds"])
+                     "  ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "seconds")),
+                     history[-1]["seconds"])
+    if best is not None:
+        model.load_state_dict(best[2])
+        log.info("stage %d: kept epoch %d (validation video AUC %.4f)", stage, best[1], best[0])
     model.history = history  # type: ignore[attr-defined]
     return model.eval()
 
@@ -347,13 +387,15 @@ def run(cfg: TrainConfig) -> dict:
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml")
-    split = read_split(data_dir / "train.csv", cfg.data.dataset, cfg.data.feature_root)
+    split, val = holdout(read_split(data_dir / "train.csv", cfg.data.dataset, cfg.data.feature_root),
+                         cfg.data.val_fraction, cfg.seed)
+    log.info("%d videos held out of training to pick the epoch (video labels only)", len(val))
     log.info("%d training videos (%s), stage 1 for %d epochs, then %s pseudo labels (CAR %s) for %d epochs",
              len(split), split.label_map.dataset, cfg.optim.epochs_stage1, cfg.pseudo.mode,
              "on" if cfg.pseudo.car else "off", cfg.optim.epochs_stage2)
     started = time.perf_counter()
     stats = feature_stats(split, seed=cfg.seed)
-    model = train_stage(1, split, cfg, rt, stats)
+    model = train_stage(1, split, cfg, rt, stats, val=val)
     history = {"stage1": model.history}
     report: dict = {}
     if cfg.pseudo.mode != "none":
@@ -367,7 +409,7 @@ def run(cfg: TrainConfig) -> dict:
             if truth_path.is_file():
                 report["pseudo_quality"] = pseudo_quality(labels, truth_path)
                 log.info("pseudo-label quality: %s", report["pseudo_quality"])
-        model = train_stage(2, split, cfg, rt, stats, [labels[v.name] for v in split.videos])
+        model = train_stage(2, split, cfg, rt, stats, [labels[v.name] for v in split.videos], val=val)
         history["stage2"] = model.history
     train_seconds = time.perf_counter() - started
 
