@@ -60,5 +60,11 @@ demo: setup
 demo-fast: setup
 	$(PYTHON) -m train.demo --fast
 
+bench: setup
+	$(PYTHON) -m bench.run --full --out bench/results/$(shell date +%F)
+
+bench-quick: setup
+	$(PYTHON) -m bench.run --quick --out bench/results/quick
+
 clean:
 	rm -rf runs bench/results/tmp .pytest_cache
