@@ -118,6 +118,12 @@ def _csi_spec(source: str) -> str:
     return gstreamer.csi_pipeline(int(sensor), **kwargs)
 
 
+def _looks_like_source(text: str) -> bool:
+    """Whether ``text`` is a camera source on its own (so ``x=text`` meant a name for it)."""
+    return (text.isdigit() or bool(re.fullmatch(r"/dev/video\d+", text)) or bool(_URL.match(text))
+            or text.startswith("gst:") or Path(text).exists())
+
+
 def parse_source(spec: str) -> CameraSpec:
     """Parse a ``--camera`` value: ``[name=]source`` (see the module docstring for the sources)."""
     if not isinstance(spec, str) or not spec.strip():
@@ -127,6 +133,10 @@ def parse_source(spec: str) -> CameraSpec:
     head, sep, rest = spec.partition("=")
     if sep and _NAME.fullmatch(head) and rest and not Path(spec).exists():
         name, spec = head, rest
+    elif (sep and head and rest and not Path(spec).exists() and not _URL.match(head)
+          and not head.startswith("gst:") and _looks_like_source(rest)):
+        raise ValueError(f"camera name {head!r} in {redact(spec)!r}: names may use letters, digits, '_', '.' and "
+                         "'-' only (they become MQTT topic levels)")
     source = spec
 
     if source.isdigit() or re.fullmatch(r"/dev/video\d+", source):

@@ -318,3 +318,16 @@ def test_watchdog_abandons_a_stuck_reader() -> None:
     finally:
         server.close()  # the abandoned reader's open call fails now and its thread exits
     assert cam.stop(timeout=5.0)
+
+
+def test_a_camera_name_that_is_not_topic_safe_is_refused(tmp_path) -> None:
+    video = tmp_path / "x.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"camera name 'lobby/1'.*letters, digits"):
+        parse_source(f"lobby/1={video}")
+    with pytest.raises(ValueError, match=r"camera name 'door #2'"):
+        parse_source("door #2=rtsp://cam.local/stream")
+    assert parse_source(f"lobby-1={video}").name == "lobby-1"
+    odd = tmp_path / "a=b.mp4"  # a file whose real name holds '=' is still a file
+    odd.write_bytes(b"")
+    assert parse_source(str(odd)).target == str(odd)
