@@ -13,35 +13,24 @@ import json
 import logging
 import os
 import platform
-import statistics
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import torch
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend
+if __package__ in (None, ""):  # run as a file: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.timing import median_seconds  # noqa: E402
+from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.preprocess import CLIP_INPUT_NAME, preprocess
 from train.clip_visual import load_clip_visual
 from train.export_clip import export_onnx, sample_frames
 
 log = logging.getLogger("bench.clip_throughput")
-
-
-def median_seconds(call: Callable[[], object], *, seconds: float, warmup: int = 2, min_iters: int = 3) -> float:
-    """Median wall time of ``call`` over at least ``min_iters`` runs and about ``seconds`` in total."""
-    for _ in range(warmup):
-        call()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_iters or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_source(source: str, batches: list[int], *, seconds: float, threads: int, workdir: Path) -> list[dict]:

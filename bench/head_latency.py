@@ -14,9 +14,8 @@ import json
 import logging
 import os
 import platform
-import statistics
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,11 @@ import numpy as np
 import onnxruntime
 import torch
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend
+if __package__ in (None, ""):  # run as a file: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.timing import median_seconds  # noqa: E402
+from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.bundle import load_bundle
 from edge.configfile import load_config
 from train.distill import DistillConfig, student_config
@@ -35,17 +38,8 @@ log = logging.getLogger("bench.head_latency")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def median_ms(call: Callable[[], object], seconds: float, warmup: int = 3, min_iters: int = 5) -> float:
-    """Median wall time of ``call`` in ms over at least ``min_iters`` runs and about ``seconds`` in total."""
-    for _ in range(warmup):
-        call()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_iters or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+def median_ms(call: Callable[[], object], seconds: float) -> float:
+    return 1e3 * median_seconds(call, seconds=seconds, warmup=3, min_iters=5)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import onnxruntime
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge_fps import cached_bundle  # noqa: E402
+if __package__ in (None, ""):  # run as a file: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.edge_fps import cached_bundle  # noqa: E402
 
 from calibration.calibrate import CalibrateConfig, calibrate  # noqa: E402
 from calibration.gate import format_table  # noqa: E402

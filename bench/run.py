@@ -160,7 +160,7 @@ def subset_test(data: Path, out: Path, anomalous: int, normal: int) -> Path:
     cut to match); the training list and the feature files are shared (symlinks)."""
     import csv
 
-    from train.data import load_ground_truth
+    from train.data import load_ground_truth, save_ground_truth
 
     truth = load_ground_truth(data)
     is_anomalous = [bool(truth.frames_of(i).any()) for i in range(len(truth.names))]
@@ -179,11 +179,8 @@ def subset_test(data: Path, out: Path, anomalous: int, normal: int) -> Path:
         writer = csv.DictWriter(f, fieldnames=["path", "label"])
         writer.writeheader()
         writer.writerows({"path": rows[i]["path"], "label": rows[i]["label"]} for i in keep)
-    np.save(out / "gt_frames.npy", np.concatenate([truth.frames_of(i) for i in keep]))
-    for name, items in (("gt_segment.npy", truth.segments), ("gt_label.npy", truth.seg_labels)):
-        array = np.empty(len(keep), dtype=object)
-        array[:] = [items[i].tolist() if isinstance(items[i], np.ndarray) else list(items[i]) for i in keep]
-        np.save(out / name, array, allow_pickle=True)
+    save_ground_truth(out, np.concatenate([truth.frames_of(i) for i in keep]),
+                      [truth.segments[i].tolist() for i in keep], [list(truth.seg_labels[i]) for i in keep])
     return out
 
 

@@ -8,19 +8,24 @@ import pytest
 import torch
 
 from edge.configfile import ConfigError, load_config
-from train.baseline import DEFAULT_CONFIG, MILConfig, MILHead, main, mil_loss, topk_count, topk_mean
+from train.baseline import DEFAULT_CONFIG, MILConfig, MILHead, main, mil_loss
+from train.losses import topk_count, topk_mean
 from train.synth import generate
 
 
 def test_topk_by_hand() -> None:
+    """The MIL baseline's top-k rule (train.losses, shared with CPL-VAD)."""
+    def top(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return topk_mean(x, mask, topk_count(mask.sum(-1)))
+
     x = torch.tensor([[1.0, 5.0, 3.0, 2.0, 9.0]])
     mask = torch.tensor([[True, True, True, True, False]])  # the 9 is padding
-    assert topk_count(mask).tolist() == [1]
-    assert topk_mean(x, mask).tolist() == [5.0]
+    assert topk_count(mask.sum(-1)).tolist() == [1]
+    assert top(x, mask).tolist() == [5.0]
     long = torch.arange(20.0)[None]  # k = 20 // 16 + 1 = 2 -> mean(19, 18)
-    assert topk_mean(long, torch.ones(1, 20, dtype=torch.bool)).tolist() == [18.5]
+    assert top(long, torch.ones(1, 20, dtype=torch.bool)).tolist() == [18.5]
     per_class = torch.stack([x[0], -x[0]], -1)[None]  # (1, 5, 2)
-    assert topk_mean(per_class, mask).tolist() == [[5.0, -1.0]]
+    assert top(per_class, mask).tolist() == [[5.0, -1.0]]
 
 
 def test_mil_loss_by_hand() -> None:

@@ -151,7 +151,7 @@ def test_even_pick() -> None:
 
 def test_subset_test_cuts_the_ground_truth(tmp_path) -> None:
     from bench.run import subset_test
-    from train.data import load_ground_truth
+    from train.data import load_ground_truth, save_ground_truth
 
     data = tmp_path / "data"
     (data / "features").mkdir(parents=True)
@@ -170,11 +170,7 @@ def test_subset_test_cuts_the_ground_truth(tmp_path) -> None:
         labels.append([label] if seg else ["A"])
     (data / "test.csv").write_text("\n".join(rows) + "\n")
     (data / "train.csv").write_text("\n".join(rows) + "\n")
-    np.save(data / "gt_frames.npy", np.concatenate(frames))
-    for name, items in (("gt_segment.npy", segments), ("gt_label.npy", labels)):
-        array = np.empty(len(items), dtype=object)
-        array[:] = items
-        np.save(data / name, array, allow_pickle=True)
+    save_ground_truth(data, np.concatenate(frames), segments, labels)
 
     sub = load_ground_truth(subset_test(data, tmp_path / "sub", anomalous=1, normal=1))
     assert sub.names == ["Abuse001_x264", "Normal001_x264"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,8 +190,7 @@ def _labelled_data(folder: Path, window: int) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from edge_fps import build_random_bundle
+    from bench.edge_fps import build_random_bundle
 
     from edge.smoother import SmootherParams
     from train.student import StudentConfig

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edge.ringbuffer import FeatureRing
+from train.data import save_ground_truth
 from train.distill import (DistillConfig, DistillLossConfig, class_kl, cut_window, distill_loss, plan_windows,
                            soft_bce)
 from train.labels import UCF
@@ -61,11 +62,7 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
             labels.append([label])
         frames.append(gt)
     (root / "test.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
-    np.save(root / "gt_frames.npy", np.concatenate(frames))
-    for name, values in (("gt_segment.npy", segments), ("gt_label.npy", labels)):
-        arr = np.empty(len(values), dtype=object)
-        arr[:] = values
-        np.save(root / name, arr, allow_pickle=True)
+    save_ground_truth(root, np.concatenate(frames), segments, labels)
     return root
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from train.data import save_ground_truth
 from train.evaluate import load_scores, main
 from train.labels import UCF
 
@@ -19,12 +20,6 @@ VIDEOS = [
 ]
 
 
-def object_array(items: list) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
-
-
 @pytest.fixture()
 def dataset(tmp_path: Path) -> Path:
     data = tmp_path / "data"
@@ -34,9 +29,8 @@ def dataset(tmp_path: Path) -> Path:
         np.save(data / "features" / f"{name}__0.npy", np.zeros((len(truth), 512), np.float32))
         rows.append(f"features/{name}__0.npy,{label}")
     (data / "test.csv").write_text("\n".join(rows) + "\n")
-    np.save(data / "gt_frames.npy", np.concatenate([np.repeat(v[2], 16) for v in VIDEOS]).astype(np.float32))
-    np.save(data / "gt_segment.npy", object_array([v[3] for v in VIDEOS]), allow_pickle=True)
-    np.save(data / "gt_label.npy", object_array([v[4] for v in VIDEOS]), allow_pickle=True)
+    save_ground_truth(data, np.concatenate([np.repeat(v[2], 16) for v in VIDEOS]), [v[3] for v in VIDEOS],
+                      [v[4] for v in VIDEOS])
     return data
 
 

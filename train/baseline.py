@@ -34,6 +34,7 @@ from tqdm import tqdm
 from edge.configfile import StrictModel, dump_config, load_config
 from train.clip_source import EMBED_DIM
 from train.data import FeatureDataset, load_ground_truth, read_split
+from train.losses import topk_count, topk_mean
 from train.metrics import evaluate_scores
 from train.paths import PROJECT_ROOT
 
@@ -84,31 +85,16 @@ class MILHead(nn.Module):
         return p.numpy(), classes.numpy()
 
 
-def topk_count(mask: torch.Tensor) -> torch.Tensor:
-    """k = valid_len // 16 + 1 per video; mask (B, T) bool -> (B,) long."""
-    return mask.sum(-1) // 16 + 1
-
-
-def topk_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the k largest valid values along time: x (B, T) or (B, T, C), mask (B, T) -> (B,) or (B, C)."""
-    flat = x.dim() == 2
-    x3 = x[..., None] if flat else x  # (B, T, C)
-    k = topk_count(mask)  # (B,)
-    ordered = x3.masked_fill(~mask[..., None], float("-inf")).sort(dim=1, descending=True).values
-    keep = torch.arange(x3.shape[1], device=x.device)[None, :, None] < k[:, None, None]  # (B, T, 1)
-    out = torch.where(keep, ordered, 0.0).sum(1) / k[:, None].to(x.dtype)  # (B, C)
-    return out[:, 0] if flat else out
-
-
 def mil_loss(logits: torch.Tensor, class_logits: torch.Tensor, mask: torch.Tensor, multi_hot: torch.Tensor,
              class_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Top-k MIL losses. logits (B, T), class_logits (B, T, M-1), mask (B, T), multi_hot (B, M)."""
     abnormal = (multi_hot[:, 1:].sum(-1) > 0).to(logits.dtype)  # (B,)
-    video_p = topk_mean(torch.sigmoid(logits), mask).clamp(1e-6, 1 - 1e-6)  # (B,)
+    k = topk_count(mask.sum(-1))  # (B,)
+    video_p = topk_mean(torch.sigmoid(logits), mask, k).clamp(1e-6, 1 - 1e-6)  # (B,)
     bce = F.binary_cross_entropy(video_p, abnormal)
     loss, parts = bce, {"bce": bce.item()}
     if class_weight > 0 and abnormal.any():
-        video_logits = topk_mean(class_logits, mask)[abnormal > 0]  # (A, M-1)
+        video_logits = topk_mean(class_logits, mask, k)[abnormal > 0]  # (A, M-1)
         target = multi_hot[abnormal > 0, 1:]
         target = target / target.sum(-1, keepdim=True)
         ce = -(target * video_logits.log_softmax(-1)).sum(-1).mean()

@@ -79,19 +79,11 @@ class TorchCLIPBackend:
         self.model = model.eval()
         if threads is not None:
             torch.set_num_threads(threads)
-        self._inputs = (TensorSpec(CLIP_INPUT_NAME, ("batch", 3, CLIP_SIZE, CLIP_SIZE), np.dtype(np.float32)),)
-        self._outputs = (TensorSpec(CLIP_OUTPUT_NAME, ("batch", EMBED_DIM), np.dtype(np.float32)),)
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
+        self.inputs = (TensorSpec(CLIP_INPUT_NAME, ("batch", 3, CLIP_SIZE, CLIP_SIZE), np.dtype(np.float32)),)
+        self.outputs = (TensorSpec(CLIP_OUTPUT_NAME, ("batch", EMBED_DIM), np.dtype(np.float32)),)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self._inputs, feeds, model=f"torch CLIP {self.model.source}")
+        check_feeds(self.inputs, feeds, model=f"torch CLIP {self.model.source}")
         with torch.inference_mode():
             embeds = self.model(torch.from_numpy(feeds[CLIP_INPUT_NAME]))
         return {CLIP_OUTPUT_NAME: embeds.numpy()}

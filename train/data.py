@@ -346,6 +346,20 @@ def _load_object_array(path: Path, count: int) -> list:
     return data
 
 
+def save_ground_truth(data_dir: str | Path, gt_frames: np.ndarray, segments: Sequence, seg_labels: Sequence) -> None:
+    """Write DIR/gt_frames.npy, gt_segment.npy and gt_label.npy in VadCLIP's layout (what load_ground_truth reads).
+
+    gt_frames: frame labels of the test videos concatenated in test.csv order; segments / seg_labels: one list per
+    video ([[start, end], ...] frames, and a class code per segment, 'A' for normal videos), stored as given.
+    """
+    data_dir = Path(data_dir)
+    np.save(data_dir / "gt_frames.npy", np.asarray(gt_frames, np.float32))
+    for name, items in (("gt_segment.npy", segments), ("gt_label.npy", seg_labels)):
+        array = np.empty(len(items), dtype=object)
+        array[:] = list(items)
+        np.save(data_dir / name, array, allow_pickle=True)
+
+
 def load_ground_truth(data_dir: str | Path, *, feature_root: str | Path | None = None) -> GroundTruth:
     """Read DIR/test.csv (for names and lengths), gt_frames.npy, gt_segment.npy and gt_label.npy."""
     data_dir = Path(data_dir)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.labels import UCF
+from train.data import save_ground_truth
 from train.paths import PROJECT_ROOT, shared_data_dir
 
 log = logging.getLogger("demo")
@@ -106,15 +106,7 @@ def write_dataset(scenes: Path, features: Path, out: Path) -> None:
             segments.append([[0, n]])
             labels.append(["A"])
         frames.append(truth)
-    np.save(out / "gt_frames.npy", np.concatenate(frames))
-    _save_objects(out / "gt_segment.npy", segments)
-    _save_objects(out / "gt_label.npy", labels)
-
-
-def _save_objects(path: Path, items: list) -> None:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    np.save(path, array, allow_pickle=True)
+    save_ground_truth(out, np.concatenate(frames), segments, labels)
 
 
 # ----------------------------------------------------------------------------------------------- broker

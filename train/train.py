@@ -180,9 +180,10 @@ def video_auc(model: CPLVAD, split: Split, device: torch.device) -> float:
 
 
 def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: tuple[np.ndarray, np.ndarray],
-                pseudo: list[np.ndarray] | None = None, val: Split | None = None) -> CPLVAD:
+                pseudo: list[np.ndarray] | None = None, val: Split | None = None) -> tuple[CPLVAD, list[dict]]:
     """Train a fresh model for one stage; ``stats`` = input (mean, std) [512]; ``pseudo`` = per video [N,2]
-    (pseudo_b, pseudo_c) at the native rate; ``val``: held-out training videos that pick the epoch."""
+    (pseudo_b, pseudo_c) at the native rate; ``val``: held-out training videos that pick the epoch.
+    Returns the model (eval mode) and the per-epoch history."""
     torch.manual_seed(cfg.seed + stage)
     model = CPLVAD(model_config(cfg, split))
     model.set_feature_stats(torch.from_numpy(stats[0]), torch.from_numpy(stats[1]))
@@ -240,8 +241,7 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
     if best is not None:
         model.load_state_dict(best[2])
         log.info("stage %d: kept epoch %d (validation video AUC %.4f)", stage, best[1], best[0])
-    model.history = history  # type: ignore[attr-defined]
-    return model.eval()
+    return model.eval(), history
 
 
 # ----------------------------------------------------------------------------------------------- inference
@@ -268,10 +268,12 @@ def infer_video(model: CPLVAD, features: np.ndarray, device: torch.device, text:
     with ctx:
         out = model(x_t, m_t, text)
     T = x.shape[1]
-    b_levels = torch.sigmoid(upsample_levels(out.binary_logits, T).float())  # (K, L, T)
-    c_probs = upsample_levels(out.class_logits, T).float().softmax(-1)  # (K, L, T, M)
-    binary = torch.sigmoid(upsample_levels(out.binary_logits, T).float().mean(1))  # (K, T)
-    classes = upsample_levels(out.class_logits, T).float().mean(1).softmax(-1)  # (K, T, M)
+    b_logits = upsample_levels(out.binary_logits, T).float()  # (K, L, T)
+    c_logits = upsample_levels(out.class_logits, T).float()  # (K, L, T, M)
+    b_levels = torch.sigmoid(b_logits)
+    c_probs = c_logits.softmax(-1)
+    binary = torch.sigmoid(b_logits.mean(1))  # (K, T): level mean of the logits, as CPLVAD.predict
+    classes = c_logits.mean(1).softmax(-1)  # (K, T, M)
 
     def flat(t: torch.Tensor) -> np.ndarray:  # (K, T, ...) -> (N, ...)
         return unchunk(t.cpu().numpy(), n)
@@ -395,8 +397,8 @@ def run(cfg: TrainConfig) -> dict:
              "on" if cfg.pseudo.car else "off", cfg.optim.epochs_stage2)
     started = time.perf_counter()
     stats = feature_stats(split, seed=cfg.seed)
-    model = train_stage(1, split, cfg, rt, stats, val=val)
-    history = {"stage1": model.history}
+    model, stage1 = train_stage(1, split, cfg, rt, stats, val=val)
+    history = {"stage1": stage1}
     report: dict = {}
     if cfg.pseudo.mode != "none":
         if rt.main:
@@ -409,8 +411,8 @@ def run(cfg: TrainConfig) -> dict:
             if truth_path.is_file():
                 report["pseudo_quality"] = pseudo_quality(labels, truth_path)
                 log.info("pseudo-label quality: %s", report["pseudo_quality"])
-        model = train_stage(2, split, cfg, rt, stats, [labels[v.name] for v in split.videos], val=val)
-        history["stage2"] = model.history
+        model, history["stage2"] = train_stage(2, split, cfg, rt, stats, [labels[v.name] for v in split.videos],
+                                               val=val)
     train_seconds = time.perf_counter() - started
 
     metrics: dict = {}

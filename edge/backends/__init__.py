@@ -25,11 +25,8 @@ class TensorSpec(NamedTuple):
 class InferenceBackend(Protocol):
     """What the edge runtime needs from an inference engine."""
 
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]: ...
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]: ...
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 

@@ -79,18 +79,10 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ValueError(f"ONNX Runtime could not load {self.path}: {err}") from err
-        self._inputs = tuple(_spec(a) for a in self.session.get_inputs())
-        self._outputs = tuple(_spec(a) for a in self.session.get_outputs())
+        self.inputs = tuple(_spec(a) for a in self.session.get_inputs())
+        self.outputs = tuple(_spec(a) for a in self.session.get_outputs())
         log.info("%s on %s: %s -> %s", self.path.name, self.session.get_providers()[0],
-                 ", ".join(s.describe() for s in self._inputs), ", ".join(s.describe() for s in self._outputs))
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
+                 ", ".join(s.describe() for s in self.inputs), ", ".join(s.describe() for s in self.outputs))
 
     @property
     def providers(self) -> list[str]:
@@ -103,6 +95,6 @@ class OnnxRuntimeBackend:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self._inputs, feeds, model=self.path.name)
+        check_feeds(self.inputs, feeds, model=self.path.name)
         values = self.session.run(None, dict(feeds))
-        return {spec.name: value for spec, value in zip(self._outputs, values)}
+        return {spec.name: value for spec, value in zip(self.outputs, values)}

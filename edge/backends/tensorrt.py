@@ -230,28 +230,20 @@ class TensorRTBackend:
                 spec = TensorSpec(name, dims, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))))
                 is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
                 (specs_in if is_input else specs_out).append(spec)
-            self._inputs, self._outputs = tuple(specs_in), tuple(specs_out)
-            self._buffers = {s.name: _Buffer(cuda, s.dtype) for s in self._inputs + self._outputs}
+            self.inputs, self.outputs = tuple(specs_in), tuple(specs_out)
+            self._buffers = {s.name: _Buffer(cuda, s.dtype) for s in self.inputs + self.outputs}
         finally:
             self._ctx.pop()
         log.info("%s: TensorRT %s %s engine for %s (sm%s): %s -> %s", self.path.name, trt.__version__,
                  self.header.precision, self.header.model, self.header.sm,
-                 ", ".join(s.describe() for s in self._inputs), ", ".join(s.describe() for s in self._outputs))
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
+                 ", ".join(s.describe() for s in self.inputs), ", ".join(s.describe() for s in self.outputs))
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self._inputs, feeds, model=self.path.name)
+        check_feeds(self.inputs, feeds, model=self.path.name)
         cuda = self._cuda
         self._ctx.push()
         try:
-            for spec in self._inputs:
+            for spec in self.inputs:
                 value = feeds[spec.name]
                 if not self.context.set_input_shape(spec.name, value.shape):
                     raise ValueError(f"{self.path.name}: input {spec.name} shape {list(value.shape)} is outside the "
@@ -262,7 +254,7 @@ class TensorRTBackend:
                 cuda.memcpy_htod_async(buffer.device, host, self.stream)
                 self.context.set_tensor_address(spec.name, int(buffer.device))
             hosts = {}
-            for spec in self._outputs:
+            for spec in self.outputs:
                 shape = tuple(self.context.get_tensor_shape(spec.name))
                 buffer = self._buffers[spec.name]
                 hosts[spec.name] = buffer.ensure(shape)
