@@ -100,6 +100,44 @@ def edge_table(results: dict) -> str:
                            *(f"{s} ms" for s in STAGES)], out)
 
 
+def precision_label(row: dict) -> str:
+    """A soak row's precision: 'int8' when every model ran INT8, else the ones that did ('int8 (head)')."""
+    precision = row.get("precision", "fp32")
+    models = row.get("int8_models") or []
+    if precision == "int8" and models and set(models) != {"clip_visual", "head"}:
+        return f"int8 ({', '.join(models)})"
+    return precision
+
+
+def soak_table(results: dict) -> str:
+    """Per CLIP source, bundle, precision and camera count: memory slope, drops, queue depth, snippets, real time."""
+    rows = results.get("soak", {}).get("rows", [])
+    return markdown_table(["CLIP", "bundle", "precision", "cameras", "RSS MB/min", "dropped %", "max queue",
+                           "snippets/s scored", "snippets/s produced", "real time"],
+                          [[r["clip"], r.get("bundle"), precision_label(r), r["cameras"], r.get("rss_slope_mb_per_min"),
+                            _percent(r.get("drop_fraction")), r.get("max_queue_depth"), r.get("snippets_per_s"),
+                            r.get("produced_snippets_per_s"), r.get("real_time")] for r in rows])
+
+
+def _soak_name(best: dict) -> str:
+    bundle = best.get("bundle")
+    return f"{best['clip']} {best['precision']}" + (f" ({bundle})" if bundle and bundle != "random weights" else "")
+
+
+def soak_lines(results: dict) -> list[str]:
+    s = results.get("soak")
+    if not s or not (s.get("rows") or s.get("notes")):
+        return ["not measured in this run"]
+    return [f"{fmt(s.get('seconds'), 0)} s per camera count on looped copies of {s.get('video')} paced at its "
+            f"frame rate (capture queue {s.get('queue_size')}, clip batch {s.get('batch')}), figures over the second "
+            f"half; N holds real time when at most {fmt(_percent(s.get('max_drop')), 0)} % of the wanted frames are "
+            "dropped and at least 90 % of the produced snippets are scored (or all but one per camera: those in "
+            "progress). Camera counts stop at the first that fails.", "", soak_table(results), "",
+            "Largest real-time camera count: " + (", ".join(f"{_soak_name(b)} **{b['cameras']}**"
+                                                            for b in s.get("largest_real_time", [])) or "–"),
+            *(f"- {note}" for note in s.get("notes", []))]
+
+
 def alert_lines(results: dict) -> list[str]:
     a = results.get("alert")
     if not a:
@@ -170,6 +208,13 @@ def summary_rows(results: dict) -> list[tuple[str, str]]:
         rows.append((f"head b{r['batch']}", f"{fmt(r['onnxruntime_ms_per_window'])} ms/window (ORT)"))
     for r in results.get("edge", []):
         rows.append((f"edge {r['clip']} CLIP, {r['cameras']} cam", f"{fmt(r['encoded_fps'], 1)} encoded frames/s"))
+    soak = results.get("soak", {})
+    for b in soak.get("largest_real_time", []):
+        mine = [r for r in soak.get("rows", []) if (r["clip"], r["precision"], r.get("bundle"), r["cameras"])
+                == (b["clip"], b["precision"], b.get("bundle"), b["cameras"])]
+        slope = f", RSS {fmt(mine[0].get('rss_slope_mb_per_min'))} MB/min" if mine else ""
+        rows.append((f"soak {_soak_name(b)}", f"{b['cameras']} camera(s) in real time{slope}" if b["cameras"]
+                     else "no camera count held real time"))
     a = results.get("alert")
     if a and not a.get("hits"):
         rows.append(("alert latency", f"no alert on the {fmt(a.get('anomalies'), 0)} held-out anomalies "
@@ -225,6 +270,7 @@ def report_markdown(results: dict, plots: Sequence[str] = ()) -> str:
               "## INT8 (ONNX Runtime, same run)", "", int8_table(results), "",
               "## Student head per window", "", head_table(results), "",
               "## Device loop (edge.pipeline), per camera count", "", edge_table(results), "",
+              "## Soak (bench/soak.py): cameras paced in real time", "", *soak_lines(results), "",
               "## Alert latency (edge/run.py -> MQTT, rendered scenes with known onsets)", "", *alert_lines(results),
               "", "## Physical bound", "", *bound_lines(results), ""]
     if plots:

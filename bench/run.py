@@ -9,10 +9,11 @@ child process so its wall time and peak memory (RSS, from ``wait4``) are its own
 and rewrites the README's results block. A stage that fails is recorded with its error and the report still
 gets written.
 
-Modes (times on 2 busy CPU cores): ``--smoke`` ~3 min (plumbing only, untrained models); ``--quick`` < 20 min
-(UCF layout at scale 0.03, 5 + 5 teacher epochs, 40 of the test videos, tiny CLIP end to end, one
-short real-size ViT-B/16 throughput measurement); ``--full`` ~4-6 h (UCF and XD, all test videos, the paper's
-ablations, real-size CLIP end to end and its INT8 calibration).
+Modes (times on 2 busy CPU cores): ``--smoke`` ~4 min (plumbing only, untrained models, a 10 s soak of 1 and 2
+cameras); ``--quick`` < 20 min (UCF layout at scale 0.03, 5 + 5 teacher epochs, 40 of the test videos, tiny CLIP
+end to end, one short real-size ViT-B/16 throughput measurement, a 30 s soak of 1, 2, 4 tiny-CLIP cameras);
+``--full`` ~4-6 h (UCF and XD, all test videos, the paper's ablations, real-size CLIP end to end and its INT8
+calibration, the 300 s soak of 1..16 cameras, tiny and real-size CLIP, and the calibrated bundle fp32 vs INT8).
 """
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ class Plan:
     demo: bool  # alert latency through edge/run.py and MQTT
     test_videos: tuple[int, int] | None  # (anomalous, normal) test videos kept, evenly spaced; None: all
     expected_minutes: str
+    soak_sources: tuple[str, ...]  # bench/soak.py: looped cameras paced in real time
+    soak_cameras: tuple[int, ...]
+    soak_seconds: float  # per camera count
+    soak_int8: bool  # also the calibrated student bundle (int8_clip), fp32 and INT8
 
     @classmethod
     def make(cls, mode: str) -> Plan:
@@ -70,14 +75,16 @@ class Plan:
             return cls(mode, ("ucf",), 0.02, ("optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=64",
                                                "plot_videos=0"),
                        (), ("epochs=1",), ("optim.epochs=1", "crops=1"), ("tiny",), 0.5, "tiny", (1, 2), 2.0,
-                       "tiny", 16, False, (4, 2), "~3")
+                       "tiny", 16, False, (4, 2), "~4", ("tiny",), (1, 2), 10.0, False)
         if mode == "quick":
             return cls(mode, ("ucf",), 0.03, ("optim.epochs_stage1=5", "optim.epochs_stage2=5", "plot_videos=0"), (),
                        (), ("optim.epochs=8", "crops=2"),
-                       ("tiny", "random"), 1.0, "tiny", (1, 2, 4, 8), 4.0, "tiny", 32, True, (24, 16), "< 20")
+                       ("tiny", "random"), 1.0, "tiny", (1, 2, 4, 8), 4.0, "tiny", 32, True, (24, 16), "< 20",
+                       ("tiny",), (1, 2, 4), 30.0, False)
         if mode == "full":
             return cls(mode, ("ucf", "xd"), 0.1, (), ablations, (), (), ("tiny", "random"), 5.0, "random",
-                       (1, 2, 4, 8), 10.0, "random", 256, True, None, "~4-6 h on 2 CPU cores (minutes on one GPU)")
+                       (1, 2, 4, 8), 10.0, "random", 256, True, None, "~4-6 h on 2 CPU cores (minutes on one GPU)",
+                       ("tiny", "random"), (1, 2, 4, 8, 16), 300.0, True)
         raise ValueError(f"mode {mode!r}: expected smoke, quick or full")
 
 
@@ -354,6 +361,33 @@ def speed_stage(steps: Steps, plan: Plan, work: Path, results: dict) -> None:
     results["edge"] = read_json(edge_json).get("rows", [])
 
 
+def soak_stage(steps: Steps, plan: Plan, work: Path, results: dict) -> None:
+    """bench/soak.py: looped cameras paced in real time (memory slope, drops, queues, largest real-time N) per
+    CLIP source at fp32; with ``plan.soak_int8`` also the calibrated student bundle at fp32 and INT8."""
+    from bench.soak import int8_models
+
+    tmp = work / "soak"
+    common = ["--cameras", *map(str, plan.soak_cameras), "--seconds", str(plan.soak_seconds),
+              "--cache", str(work / "speed" / "cache")]  # the bundles of the edge fps step
+    runs = [("soak", ["--sources", *plan.soak_sources, "--precision", "fp32"])]
+    soak: dict = {"seconds": plan.soak_seconds, "rows": [], "largest_real_time": [], "notes": []}
+    if plan.soak_int8:
+        bundle = work / "bundles" / f"{plan.layouts[0]}-{plan.int8_clip}"  # calibrated by int8_stage
+        if (bundle / "manifest.json").is_file() and int8_models(bundle):
+            runs.append(("soak int8", ["--bundle", str(bundle), "--precision", "fp32", "int8"]))
+        else:
+            soak["notes"].append(f"INT8 not soaked: no model of the calibrated bundle {bundle.name} passed its "
+                                 "INT8 gate (or the bundle was not built)")
+    for name, args in runs:
+        out = tmp / f"{name.replace(' ', '_')}.json"
+        steps.run(name, py("bench/soak.py", *args, *common, "--out", str(out)))
+        data = read_json(out)
+        soak["rows"] += data.get("rows", [])
+        soak["largest_real_time"] += data.get("largest_real_time", [])
+        soak |= {k: data[k] for k in ("video", "batch", "queue_size", "max_drop") if k in data}
+    results["soak"] = soak
+
+
 def alert_stage(steps: Steps, work: Path, results: dict, fast: bool) -> None:
     """edge/run.py on rendered scenes with known onsets, events over a local mosquitto (train.demo)."""
     demo = work / "demo"
@@ -424,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     for layout in plan.layouts:
         accuracy_stage(steps, plan, layout, work, results)
     speed_stage(steps, plan, work, results)
+    soak_stage(steps, plan, work, results)
     if plan.demo:
         alert_stage(steps, work, results, fast=plan.mode != "full")
     physical_bound(results)

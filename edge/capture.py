@@ -1,9 +1,11 @@
 """Camera capture for the device: one supervised reader per camera that never blocks the pipeline.
 
 Sources (:func:`parse_source`): a V4L2 index (``0``) or device (``/dev/video0``), an RTSP/HTTP URL, a video
-file, an image sequence (``frames/%05d.png``), a Jetson CSI camera (``csi://0?width=1280&height=720&fps=30``,
-a GStreamer pipeline) or a raw GStreamer pipeline (``gst:<pipeline ending in appsink>``). ``name=<source>``
-names the camera; otherwise a name is derived (credentials never end up in names or logs).
+file (opened with FFmpeg, so its name is taken literally, ``%`` included), an image sequence (a name with a
+printf integer that is not an existing file: ``frames/%05d.png``), a Jetson CSI camera
+(``csi://0?width=1280&height=720&fps=30``, a GStreamer pipeline) or a raw GStreamer pipeline
+(``gst:<pipeline ending in appsink>``). ``name=<source>`` names the camera; otherwise a name is derived
+(credentials never end up in names or logs).
 
 Threads. Each :class:`CameraCapture` runs a supervisor thread and, under it, one reader thread per connection.
 The reader opens the source (OpenCV's open/read timeouts where the backend has them: FFmpeg, GStreamer) and
@@ -24,7 +26,9 @@ lose nothing.
 Frame indices. ``Frame.index`` counts every frame the source produced since the current ``segment`` began
 (0 at each (re)connection and at each loop restart), whether it was delivered, skipped, dropped or corrupt;
 for a file it is the frame number in the file, which aligns with ground truth. A new ``segment`` is a
-discontinuity: the snippet code restarts its partial snippet.
+discontinuity: the snippet code restarts its partial snippet. When a file ends (or loops),
+:meth:`CameraCapture.segment_length` gives the segment's frame count, so the snippet code can finish the last
+snippet on frames that were read but not delivered.
 
 States (:class:`CameraState`): ``connecting`` -> ``online`` (first good frame) -> ``offline`` (with a reason:
 open failure, read failure or timeout, stall, stop) -> ``connecting`` ...; a file that ends without ``loop``
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CREDENTIALS = re.compile(r"(://[^/\s:@\"']+):[^@\s/\"']*@")
+_IMAGE_PATTERN = re.compile(r"%0?\d*d")  # the printf integer of an image sequence name
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 _CSI_KEYS = {"width": int, "height": int, "fps": float, "flip": int}
 
@@ -164,7 +169,7 @@ def parse_source(spec: str) -> CameraSpec:
         tail = Path(parts.path).stem
         derived = _slug(f"{parts.hostname or 'stream'}-{tail}" if tail else parts.hostname or "stream")
         return CameraSpec(name or derived, SourceKind.URL, source, cv2.CAP_FFMPEG, redact(source))
-    if "%" in Path(source).name:  # printf-style image sequence, frames may differ in size
+    if _IMAGE_PATTERN.search(Path(source).name) and not Path(source).is_file():  # e.g. frames/%05d.png
         return CameraSpec(name or _slug(Path(source).parent.name or "images"), SourceKind.IMAGES, source,
                           cv2.CAP_IMAGES, source)
     return CameraSpec(name or _slug(Path(source).stem), SourceKind.FILE, source, cv2.CAP_FFMPEG, source)
@@ -301,6 +306,7 @@ class CameraCapture:
         self._last_frame_time: float | None = None
         self._shape: tuple[int, ...] | None = None
         self._segment = -1
+        self._file_ends: collections.deque[tuple[int, int]] = collections.deque(maxlen=8)  # (segment, frames)
         self._supervisor: threading.Thread | None = None
         self._reader: threading.Thread | None = None
 
@@ -326,6 +332,12 @@ class CameraCapture:
             return CaptureStats(self.name, self._state, self._reason, c["read"], c["delivered"], c["dropped"],
                                 c["skipped"], c["corrupt"], c["reconnects"], c["resolution_changes"],
                                 measured_fps(self._times), age)
+
+    def segment_length(self, segment: int) -> int | None:
+        """Frames of ``segment`` when it ran to the end of the file (None: it did not, or not yet, or not
+        recently): the frames after the last delivered one were read, and skipped."""
+        with self._cond:
+            return next((frames for s, frames in self._file_ends if s == segment), None)
 
     # -- consumer side -------------------------------------------------------------------------------------
 
@@ -501,6 +513,8 @@ class CameraCapture:
                 elif index == 0:
                     session.finish("failed", f"no frame could be decoded from {spec.display}")
                 else:
+                    with self._cond:
+                        self._file_ends.append((session.segment, index))
                     session.finish("loop" if opts.loop else "ended")
                 return
             if not wanted:

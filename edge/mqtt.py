@@ -8,7 +8,9 @@ its oldest message. An event is lost only if the outbox overflows (counted and l
 
 Availability follows the usual last-will pattern: the will sets ``<prefix>/available`` to ``offline``
 (retained) when the device vanishes; every successful connect publishes ``online`` (retained) and the latest
-retained camera status and state; ``close()`` publishes ``offline`` itself.
+retained camera status and state; ``close()`` publishes the latest retained status and state, the pending
+stats and then ``offline`` itself, and waits (bounded) until the broker has them (the ``offline`` PUBACK: a
+broker handles one connection's messages in order) before it disconnects.
 
 MQTT 5 is tried first; a broker that refuses it ("Unsupported protocol version", i.e. an MQTT 3.1.1 CONNACK
 code 1) gets MQTT 3.1.1 from then on. Refused connections (bad credentials, TLS failures, unreachable broker)
@@ -232,7 +234,8 @@ class MqttPublisher:
         return True
 
     def close(self, timeout: float | None = None) -> None:
-        """Deliver what can be delivered within ``timeout``, publish ``offline``, disconnect."""
+        """Deliver the buffered events within ``timeout``, then the final status, stats and ``offline``;
+        disconnect."""
         timeout = self.config.close_timeout_s if timeout is None else timeout
         delivered = self.flush(timeout) if self.connected else self.outbox.depth() == 0
         with self._cond:
@@ -240,15 +243,10 @@ class MqttPublisher:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join()
-        client = self._client
         if self.connected:
-            try:
-                info = client.publish(self.topics.available, OFFLINE, qos=1, retain=True)
-                info.wait_for_publish(min(max(timeout, 0.5), 2.0))
-            except (RuntimeError, ValueError) as err:
-                log.warning("MQTT: could not publish %r on close: %s", OFFLINE, err)
-        client.disconnect()
-        client.loop_stop()
+            self._publish_final(min(max(timeout, 0.5), 2.0))
+        self._client.disconnect()
+        self._client.loop_stop()
         depth = self.outbox.depth()
         if not delivered and depth:
             log.warning(
@@ -258,6 +256,33 @@ class MqttPublisher:
             )
         else:
             log.info("MQTT: closed")
+
+    def _publish_final(self, timeout: float) -> None:
+        """Publish the retained topics and stats the stopped sender has not sent, then ``offline``; wait up to
+        ``timeout`` s for the broker to have them: PUBACK for QoS 1, written to the socket for QoS 0."""
+        with self._cond:
+            topics = self._dirty | (set(self._retained) if self._announce else set())
+            messages = [(topic, *self._retained[topic], True) for topic in sorted(topics)]
+            self._dirty.clear()
+            if self._stats is not None:
+                messages.append((self.topics.stats, self._stats, 0, False))
+                self._stats = None
+        messages.append((self.topics.available, OFFLINE.encode(), 1, True))
+        sent = []
+        for topic, payload, qos, retain in messages:
+            try:
+                sent.append((topic, self._client.publish(topic, payload, qos=qos, retain=retain)))
+            except (RuntimeError, ValueError) as err:
+                log.warning("MQTT: could not publish %s on close: %s", topic, err)
+        deadline = time.monotonic() + timeout
+        for topic, info in sent:
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as err:
+                log.warning("MQTT: could not publish %s on close: %s", topic, err)
+                continue
+            if not info.is_published():
+                log.warning("MQTT: %s not confirmed by the broker within %.1f s of closing", topic, timeout)
 
     # ----------------------------------------------------------------------------------------------- client
     def _new_client(self) -> mqtt.Client:

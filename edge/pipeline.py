@@ -9,7 +9,8 @@ each camera has its capture threads (:class:`edge.capture.CameraCapture`), which
 3. feeds each camera's :class:`~edge.snippets.SnippetAccumulator` in frame order: frames between two delivered
    ones that ``encode_every`` skips are pushed as ``None``; a missing wanted frame (dropped by the capture
    queue) is skipped, and its snippet comes out incomplete; a new capture ``segment`` (reconnect, loop restart)
-   ends the camera's stream and starts a new one;
+   ends the camera's stream and starts a new one; when a file ends or loops, its last frames (read, not
+   delivered) are pushed too, so its last whole snippet is scored as the feature extractor has it;
 4. pushes each finished snippet feature into the camera's :class:`~edge.ringbuffer.FeatureRing` and runs the
    student on the windows of all cameras that have one, as one batch (several snippets of one camera go in
    successive rounds, so every snippet sees exactly its own past);
@@ -31,7 +32,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -178,6 +179,12 @@ def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path,
     return engine, (parse_engine_name(engine.name) or {}).get("precision", "fp16")
 
 
+def model_precisions(bundle: Bundle, runtime: RuntimeConfig) -> dict[str, str]:
+    """The precision :func:`open_models` runs each model of ``bundle`` at under ``runtime`` (e.g. with
+    ``precision: int8``, 'int8' only for the models whose INT8 flavour passed its gate)."""
+    return {key: _model_file(bundle, key, runtime)[1] for key in ("clip_visual", "head")}
+
+
 def _check_interface(backend: InferenceBackend, model: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
     have_in = [s.name for s in backend.inputs]
     have_out = [s.name for s in backend.outputs]
@@ -244,13 +251,8 @@ class CameraStream:
             self._start_segment(frame)
         elif frame.segment < self.segment or self.closed or frame.index <= self.last_index:
             return [], messages  # a late frame of a stream that already ended
-        snippets = []
         before = self.acc.incomplete
-        for j in range(self.last_index + 1, frame.index):  # frames the capture skipped or dropped
-            if not self.acc.needs_encoding(j):
-                snippet = self.acc.push(j, None)
-                if snippet is not None:
-                    snippets.append(snippet)
+        snippets = self.acc.skip_to(frame.index)  # frames the capture skipped (or dropped)
         snippet = self.acc.push(frame.index, embedding)
         if snippet is not None:
             snippets.append(snippet)
@@ -258,6 +260,17 @@ class CameraStream:
         self.counters.frames += 1
         self.last_index = frame.index
         return snippets, messages
+
+    def finish_file(self, frames: int) -> list[Snippet]:
+        """The segment's file ended after ``frames`` frames: the snippets its last, undelivered frames finish (its
+        last whole snippet when ``encode_every`` > 1; a trailing partial snippet is dropped, as in training)."""
+        if self.closed or self.segment is None or frames <= self.last_index + 1:
+            return []
+        before = self.acc.incomplete
+        snippets = self.acc.skip_to(frames)
+        self.counters.incomplete += self.acc.incomplete - before
+        self.last_index = frames - 1
+        return snippets
 
     def _start_segment(self, frame: Frame) -> None:
         self.segment = frame.segment
@@ -499,6 +512,9 @@ class Pipeline:
         pending: dict[str, collections.deque[Snippet]] = {}
         for frame, embedding in zip(frames, embeds):
             stream = self.streams[frame.camera]
+            if stream.segment is not None and frame.segment > stream.segment and not stream.closed:
+                # a loop restart or reconnect: the previous segment's snippets are scored before it ends
+                self._end_stream(stream, "camera_lost", pending.pop(stream.name, ()))
             snippets, messages = stream.add_frame(frame, embedding)
             self._emit(stream.name, messages)
             if snippets:
@@ -529,6 +545,15 @@ class Pipeline:
             if self.on_snippet is not None:
                 self.on_snippet(SnippetResult(stream.name, snippet.index, levels, probs, stream.score))
 
+    def _end_stream(self, stream: CameraStream, reason: EndReason, snippets: Iterable[Snippet] = ()) -> None:
+        """Score ``snippets`` and those the end of the segment's file finishes, then end the stream."""
+        assert stream.segment is not None
+        frames = self.captures[stream.name].segment_length(stream.segment)
+        for snippet in [*snippets, *(stream.finish_file(frames) if frames is not None else ())]:
+            if stream.push_snippet(snippet):
+                self._score([(stream, snippet)])
+        self._emit(stream.name, stream.end(reason))
+
     def _emit(self, camera: str, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             log.info("camera %s: event %s %s %s score %.3f frames %s-%s", camera, message["type"],
@@ -550,7 +575,7 @@ class Pipeline:
             stream.status = status
             if status.state in _ENDED and not stream.closed and stream.segment is not None:
                 if self.captures[name].finished or status.state is CameraState.OFFLINE:
-                    self._emit(name, stream.end("camera_lost"))
+                    self._end_stream(stream, "camera_lost")
 
     # -- periodic messages --------------------------------------------------------------------------------
     def _periodic(self) -> None:

@@ -3,7 +3,9 @@
 A snippet is 16 consecutive frames (VadCLIP convention); frame ``i`` belongs to snippet ``i // 16``. Only the
 frames at offsets ``0, K, 2K, ... < 16`` inside a snippet are encoded (``encode_every`` = K, 1..16); the
 snippet feature is the mean of their embeddings. A video of F frames has ``F // 16`` snippets: a trailing
-partial snippet is dropped. Embeddings may carry leading axes (e.g. crops): ``[..., D]`` in, ``[..., D]`` out.
+partial snippet is dropped, by the feature extractor (train/extract_features.py) and the device alike, so that
+the device scores the snippets the model was trained on. Embeddings may carry leading axes (e.g. crops):
+``[..., D]`` in, ``[..., D]`` out.
 """
 from __future__ import annotations
 
@@ -54,7 +56,9 @@ class SnippetAccumulator:
 
     Call :meth:`push` for every frame in increasing index order, with the frame's embedding when
     :meth:`needs_encoding` says so and ``None`` otherwise. The snippet's feature comes back at its last frame.
-    A snippet the stream skips part of (an index jump) is not emitted; ``incomplete`` counts those.
+    A snippet the stream skips part of (an index jump) is not emitted; ``incomplete`` counts those. A stream
+    that sees only the encoded frames (the device's capture) calls :meth:`skip_to` before each of them and,
+    when a file ends, with the file's frame count.
     """
 
     def __init__(self, encode_every: int = 1) -> None:
@@ -73,6 +77,18 @@ class SnippetAccumulator:
 
     def needs_encoding(self, frame_index: int) -> bool:
         return frame_index % SNIPPET_FRAMES in self._offsets
+
+    def skip_to(self, frame_index: int) -> list[Snippet]:
+        """Push as ``None`` the frames not encoded after the last pushed one and before ``frame_index``; the
+        snippets they finish. ``skip_to(F)`` at the end of an F-frame file finishes its last whole snippet, whose
+        last frame is not encoded when ``encode_every`` > 1; a trailing partial snippet stays dropped."""
+        snippets = []
+        for j in range(self._last_frame + 1, frame_index):
+            if not self.needs_encoding(j):
+                snippet = self.push(j, None)
+                if snippet is not None:
+                    snippets.append(snippet)
+        return snippets
 
     def push(self, frame_index: int, embedding: np.ndarray | None) -> Snippet | None:
         if frame_index <= self._last_frame:

@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 
 from bench.report import (END, PUBLISHED_NOTE, START, accuracy_table, edge_table, fmt, ratio, replace_block,
-                          summary_rows, update_readme, write_report)
+                          soak_lines, soak_table, summary_rows, update_readme, write_report)
 from bench.run import accuracy_row, downsample_curve
+
+
+def _soak_row(clip: str, precision: str, cameras: int, real_time: bool, bundle: str = "random weights",
+              int8: list[str] | None = None) -> dict:
+    return {"clip": clip, "precision": precision, "int8_models": int8 or [], "bundle": bundle, "cameras": cameras,
+            "rss_slope_mb_per_min": 0.25 * cameras, "drop_fraction": 0.0 if real_time else 0.125,
+            "max_queue_depth": 2 * cameras, "snippets_per_s": 0.75 * cameras,
+            "produced_snippets_per_s": 0.78 * cameras, "real_time": real_time}
 
 
 def results() -> dict:
@@ -32,6 +40,13 @@ def results() -> dict:
                   "ms_per_item": {"clip": 20.0}},
                  {"clip": "tiny", "cameras": 2, "encoded_fps": 60.0, "camera_fps_supported": 120.0,
                   "ms_per_item": {"clip": 15.0}}],
+        "soak": {"seconds": 30.0, "video": "clip.mp4", "batch": 8, "queue_size": 16, "max_drop": 0.01, "notes": [],
+                 "rows": [_soak_row("tiny", "fp32", 1, True), _soak_row("tiny", "fp32", 2, False),
+                          _soak_row("random", "int8", 1, False, bundle="ucf-random", int8=["head"])],
+                 "largest_real_time": [{"clip": "tiny", "precision": "fp32", "bundle": "random weights",
+                                        "cameras": 1},
+                                       {"clip": "random", "precision": "int8", "bundle": "ucf-random",
+                                        "cameras": 0}]},
         "alert": {"anomalies": 3, "hits": 2, "latency_snippets_mean": 2.5, "latency_seconds_mean": 2.5},
         "bound": {"gemm_gflops": 100.0, "clip_gflop_per_image": 35.2, "best_runtime": "onnxruntime fp32 batch 8",
                   "best_images_per_s": 3.0, "achieved_gflops": 105.6, "images_per_s_at_peak": 2.84,
@@ -70,6 +85,21 @@ def test_edge_table_ratios_to_one_camera() -> None:
     assert rows[3].startswith("| tiny | 2 | 60.00 | 1.50 | 120.00 | – | 15.00 |")
 
 
+def test_soak_table_and_largest_real_time() -> None:
+    rows = soak_table(results()).splitlines()
+    assert rows[0] == ("| CLIP | bundle | precision | cameras | RSS MB/min | dropped % | max queue | "
+                       "snippets/s scored | snippets/s produced | real time |")
+    assert rows[2] == "| tiny | random weights | fp32 | 1 | 0.25 | 0.00 | 2 | 0.75 | 0.78 | yes |"
+    assert rows[3] == "| tiny | random weights | fp32 | 2 | 0.50 | 12.50 | 4 | 1.50 | 1.56 | no |"
+    assert rows[4].startswith("| random | ucf-random | int8 (head) | 1 |")  # only the head passed its INT8 gate
+    lines = soak_lines(results())
+    assert "Largest real-time camera count: tiny fp32 **1**, random int8 (ucf-random) **0**" in lines
+    assert soak_lines({}) == ["not measured in this run"]
+    summary = dict(summary_rows(results()))
+    assert summary["soak tiny fp32"] == "1 camera(s) in real time, RSS 0.25 MB/min"
+    assert summary["soak random int8 (ucf-random)"] == "no camera count held real time"
+
+
 def test_summary_rows_pick_the_headline_figures() -> None:
     rows = dict(summary_rows(results()))
     assert rows["ucf CPL-VAD teacher"] == "AUC 80.50, mAP avg 5.00 (corrected 5.40)"
@@ -93,6 +123,7 @@ def test_write_report_writes_markdown_and_plots(tmp_path) -> None:
     assert PUBLISHED_NOTE in report
     assert "| random | onnxruntime fp32 | 8 | 3.00 | 1.50 |" in report  # ratio to torch eager, same batch
     assert "- calibrate ucf: exit code 1" in report
+    assert "## Soak (bench/soak.py)" in report and "| tiny | random weights | fp32 | 1 | 0.25 |" in report
     assert "FAILED stages: calibrate ucf" in table
     assert "Full mode's expected time: ~5 h." in report
     assert "*quick mode*: small training set" in report and "they do not rank the methods" in report

@@ -1,6 +1,7 @@
 """Camera capture on real files, a real image sequence and a real (silent) HTTP server."""
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -187,6 +188,22 @@ def test_real_video_reads_to_the_end(shared_data: Path) -> None:
     assert cam.name == "park"
     assert [f.index for f in frames] == list(range(0, 377, 16))  # 377 frames in the file
     assert frames[0].image.shape == (432, 768, 3)
+
+
+def test_video_file_name_with_percent_is_taken_literally(shared_data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "gate_%d_100%.mp4"  # as an image-sequence pattern this would be "invalid multiple patterns"
+    shutil.copy(shared_data / "videos" / "car-detection.mp4", path)
+    spec = parse_source(f"gate={path}")
+    assert (spec.kind, spec.api, spec.target) == (SourceKind.FILE, cv2.CAP_FFMPEG, str(path))
+    with CameraCapture(spec, CaptureOptions(realtime=False, queue_size=4, **FAST),
+                       wants=lambda i: i % 16 == 0) as cam:
+        frames = _read_all(cam)
+        stats = cam.stats()
+    assert [f.index for f in frames] == list(range(0, 377, 16))  # every frame of the file
+    assert frames[0].image.shape == (432, 768, 3)
+    assert (stats.state, stats.frames_read) == (CameraState.ENDED, 377)
+    assert parse_source(str(tmp_path / "shots" / "frame_%05d.png")).kind is SourceKind.IMAGES  # no such file
+    assert parse_source(str(tmp_path / "not yet 100%.mp4")).kind is SourceKind.FILE  # no printf integer
 
 
 def test_loop_restarts_as_new_segments(tmp_path: Path) -> None:

@@ -56,6 +56,27 @@ def _incremental(all_frames: np.ndarray, k: int) -> list[tuple[int, np.ndarray]]
     return out
 
 
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 16), frames=st.integers(0, 90))
+def test_encoded_frames_only_with_skip_to_equal_every_frame(k: int, frames: int) -> None:
+    """The device's accumulator sees only the encoded frames (skip_to before each and at the end of the file):
+    the same snippets as the extractor that pushes every frame, the last whole one included."""
+    embeds = np.random.default_rng(frames).normal(size=(frames, 3)).astype(np.float32)
+    acc = SnippetAccumulator(k)
+    out = []
+    for i in range(frames):
+        if acc.needs_encoding(i):
+            out += acc.skip_to(i)
+            snippet = acc.push(i, embeds[i])
+            out += [snippet] if snippet is not None else []
+    out += acc.skip_to(frames)
+    expected = _incremental(embeds, k)
+    assert [s.index for s in out] == [i for i, _ in expected] == list(range(snippet_count(frames)))
+    for snippet, (_, feature) in zip(out, expected):
+        np.testing.assert_array_equal(snippet.feature, feature)
+    assert acc.incomplete == 0
+
+
 @settings(max_examples=30, deadline=None)
 @given(k=st.integers(1, 16), frames=st.integers(0, 90), crops=st.integers(1, 3))
 def test_accumulator_agrees_with_batch(k: int, frames: int, crops: int) -> None:

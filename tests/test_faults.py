@@ -443,3 +443,9 @@ def test_soak_summary_by_hand() -> None:
     assert summary["max_queue_depth"] == 3 and summary["rss_slope_mb_per_min"] == pytest.approx(60.0)
     assert summary["real_time"] is False  # 12.5 % dropped > 1 %
     assert summarise(samples, max_drop=0.2)["real_time"] is True
+    # a short window: 2 snippets produced, 1 scored (the other in progress) still holds; 0 of 3 does not
+    short = [at(0, 90, 0, 0, 0, 0, 0), at(1, 90, 16, 4, 0, 0, 0), at(3, 90, 48, 12, 0, 0, 1)]
+    assert summarise(short, max_drop=0.01)["scored_fraction"] == 0.5
+    assert summarise(short, max_drop=0.01)["real_time"] is True
+    behind = [at(0, 90, 0, 0, 0, 0, 0), at(1, 90, 16, 4, 0, 0, 0), at(4, 90, 64, 16, 0, 0, 0)]
+    assert summarise(behind, max_drop=0.01)["real_time"] is False

@@ -517,3 +517,29 @@ def test_events_leave_the_outbox_only_on_puback(broker: MosquittoBroker, tmp_pat
         broker.resume()
     with Outbox(outbox) as box:
         assert [json.loads(m.payload)["seq"] for m in box.pending()] == [3, 4, 5]
+
+
+def test_close_delivers_the_final_status_and_stats(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """What a shutdown publishes just before close() (each camera's last status, the final stats) reaches the
+    broker before the publisher disconnects."""
+    sub = Subscriber(broker)
+    cameras = [f"cam-{i}" for i in range(20)]
+    with Outbox(tmp_path / "o.db") as outbox:
+        pub = publisher(broker, outbox)
+        pub.start()
+        assert sub.wait_for(lambda: bool(sub.on("site/dev/available")))
+        for camera in cameras:
+            pub.publish_status(camera, {"camera": camera, "state": "online"})
+        for camera in cameras:  # as Pipeline._finish does: every camera stops, then the final stats
+            pub.publish_status(camera, {"camera": camera, "state": "offline", "reason": "stopped"})
+            pub.publish_state(camera, {"camera": camera, "score": 0.5})
+        pub.publish_stats({"final": True})
+        pub.close()
+    assert sub.wait_for(lambda: bool(sub.on("site/dev/stats")))
+    assert json.loads(sub.on("site/dev/stats")[-1].payload) == {"final": True}
+    assert [m.payload for m in sub.on("site/dev/available")][-1] == b"offline"
+    sub.close()
+    for camera in (cameras[0], cameras[-1]):
+        assert json.loads(retained(broker, f"site/dev/{camera}/status") or b"{}")["state"] == "offline"
+        state = json.loads(retained(broker, f"site/dev/{camera}/state") or b"{}")
+        assert state == {"camera": camera, "score": 0.5}

@@ -142,6 +142,69 @@ def test_streaming_equals_offline_on_two_cameras(models: Models, video: Path, tm
     assert stats["stages"]["clip"]["items"] == 0  # the final stats of the run reset the interval
 
 
+def _cut(video: Path, out: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``video`` as a new file (mp4v)."""
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    writer = None
+    for _ in range(frames):
+        ok, image = cap.read()
+        assert ok
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, image.shape[1::-1])
+        writer.write(image)
+    cap.release()
+    assert writer is not None
+    writer.release()
+    return out
+
+
+def test_a_file_ending_on_skipped_frames_keeps_its_last_snippet(models: Models, video: Path, tmp_path: Path) -> None:
+    """96 frames = 6 whole snippets; with encode_every 4 frames 93..95 are never delivered, yet snippet 5 is
+    scored (as the feature extractor has it), at the end of the file and at each loop restart."""
+    path = _cut(video, tmp_path / "six.mp4", 96)
+    levels, probs = offline_levels(models, path)
+    assert len(levels) == 6
+    ended: list[SnippetResult] = []
+    jsonl = JsonlSink(tmp_path / "events.jsonl")
+    pipeline = Pipeline(models, [parse_source(f"a={path}")], device="test", sinks=[jsonl],
+                        capture=CaptureOptions(realtime=False, queue_size=4), runtime=RuntimeConfig(clip_batch=5),
+                        on_snippet=ended.append)
+    assert pipeline.run(threading.Event(), exit_when_done=True, max_seconds=60) == "done"
+    jsonl.close()
+    assert [r.index for r in ended] == list(range(6))
+    np.testing.assert_allclose(np.array([r.levels for r in ended]), levels, atol=1e-4)
+    np.testing.assert_allclose(np.array([r.class_probs for r in ended]), probs, atol=1e-4)
+    assert pipeline.streams["a"].counters.incomplete == 0
+    end = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()][-1]
+    assert (end["type"], end["reason"], end["frame_end"]) == ("end", "camera_lost", 95)
+
+    looped: list[SnippetResult] = []
+    stop = threading.Event()
+
+    def collect(result: SnippetResult) -> None:
+        looped.append(result)
+        if len(looped) >= 13:
+            stop.set()
+
+    pipeline = Pipeline(models, [parse_source(f"a={path}")], device="test", on_snippet=collect,
+                        capture=CaptureOptions(realtime=False, loop=True, queue_size=4),
+                        runtime=RuntimeConfig(clip_batch=5))
+    pipeline.run(stop, max_seconds=60)
+    assert [r.index for r in looped[:13]] == [*range(6), *range(6), 0]  # each pass: its own snippets 0..5
+    np.testing.assert_allclose(np.array([r.levels for r in looped[6:12]]), levels, atol=1e-4)
+    assert pipeline.streams["a"].counters.incomplete == 0
+
+
+def test_finish_file_drops_a_trailing_partial_snippet(models: Models) -> None:
+    stream = CameraStream("cam", models, "dev", iter(range(1, 100)).__next__, 16, fps_hint=lambda: 25.0)
+    assert [s.index for s in _feed(stream, list(range(0, 96, ENCODE_EVERY)))] == [0, 1, 2, 3, 4]
+    assert [s.index for s in stream.finish_file(96)] == [5]
+    partial = CameraStream("cam", models, "dev", iter(range(1, 100)).__next__, 16, fps_hint=lambda: 25.0)
+    assert [s.index for s in _feed(partial, list(range(0, 90, ENCODE_EVERY)))] == [0, 1, 2, 3, 4]
+    assert partial.finish_file(90) == [] and partial.counters.incomplete == 0  # 90 frames: 5 snippets
+
+
 def _frame(index: int, segment: int = 0) -> Frame:
     return Frame("cam", index, segment, 1000.0 + index / 25, np.zeros((4, 4, 3), np.uint8))
 
