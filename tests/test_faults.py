@@ -12,7 +12,6 @@ tests/test_security.py, tests/test_bad_input.py and tests/test_lifecycle.py.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -37,7 +36,6 @@ from tests.test_pipeline import tiny_bundle_path
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "test-dev"
 PREFIX = f"cplvad/{DEVICE}"
-log = logging.getLogger(__name__)
 FPS = 50.0  # test videos: 16 frames per snippet -> ~3 event messages per second when paced in real time
 # short reconnects and timeouts so that faults play out in seconds
 FAST = ("mqtt.reconnect_min_s=0.1", "mqtt.reconnect_max_s=0.5", "mqtt.keepalive_s=5", "stats.interval_s=0.5",
@@ -195,7 +193,8 @@ def delivered_all(produced: list[dict[str, Any]], recorder: Recorder) -> Callabl
 
 def check_delivery(produced: list[dict[str, Any]], delivered: list[dict[str, Any]]) -> dict[str, int]:
     """Every produced event arrived; nothing else did; a copy is a redelivery of the very same message (same
-    event_id and payload); first arrivals are in seq order per camera. Returns the counts for the report."""
+    event_id and payload); first arrivals are in seq order per camera. Returns the counts for the report
+    (``report_delivery`` in tests/conftest.py)."""
     by_key = {_key(e): e for e in produced}
     assert len(by_key) == len(produced), "a (camera, seq) was produced twice"
     first: dict[tuple[str, int], dict[str, Any]] = {}
@@ -207,15 +206,13 @@ def check_delivery(produced: list[dict[str, Any]], delivered: list[dict[str, Any
     for camera in {c for c, _ in first}:
         seqs = [s for c, s in first if c == camera]
         assert seqs == sorted(seqs), f"camera {camera}: first arrivals out of seq order: {seqs}"
-    counts = {"produced": len(produced), "delivered": len(first), "duplicates": len(delivered) - len(first),
-              "lost": len(missing)}
-    log.info("delivery: %s", counts)  # shown with --log-cli-level=INFO
-    return counts
+    return {"produced": len(produced), "delivered": len(first), "duplicates": len(delivered) - len(first),
+            "lost": len(missing)}
 
 
 # -- 1. broker outage ------------------------------------------------------------------------------------------
-def test_broker_outage_delivers_every_event_once_in_order(tiny_bundle: Path, mosquitto_bin: str,
-                                                          tmp_path: Path) -> None:
+def test_broker_outage_delivers_every_event_once_in_order(tiny_bundle: Path, mosquitto_bin: str, tmp_path: Path,
+                                                          report_delivery: Callable) -> None:
     video = write_video(tmp_path / "cam.mp4", frames=160)
     with MosquittoBroker(mosquitto_bin, tmp_path / "broker", persistence=True) as broker, \
             Recorder(broker.port) as vms, \
@@ -233,7 +230,7 @@ def test_broker_outage_delivers_every_event_once_in_order(tiny_bundle: Path, mos
         assert edge.stop() == 0, edge.log()[-3000:]
         produced = edge.events()
         wait_until(delivered_all(produced, vms), 15, "every event delivered")
-        counts = check_delivery(produced, vms.events())
+        counts = report_delivery({**check_delivery(produced, vms.events()), "during_outage": during - before})
     assert counts["lost"] == 0 and counts["produced"] >= 11
     assert produced[-1]["type"] == "end" and produced[-1]["reason"] == "shutdown"
     with Outbox(edge.outbox) as outbox:
@@ -241,8 +238,8 @@ def test_broker_outage_delivers_every_event_once_in_order(tiny_bundle: Path, mos
     assert "MQTT" in edge.log() and "Traceback" not in edge.log()
 
 
-def test_sigkill_during_outage_then_restart_replays_the_outbox(tiny_bundle: Path, mosquitto_bin: str,
-                                                               tmp_path: Path) -> None:
+def test_sigkill_during_outage_then_restart_replays_the_outbox(tiny_bundle: Path, mosquitto_bin: str, tmp_path: Path,
+                                                               report_delivery: Callable) -> None:
     video = write_video(tmp_path / "cam.mp4", frames=160)
     settings = ("capture.realtime=true", "capture.loop=true")
     with MosquittoBroker(mosquitto_bin, tmp_path / "broker", persistence=True) as broker, Recorder(broker.port) as vms:
@@ -254,7 +251,8 @@ def test_sigkill_during_outage_then_restart_replays_the_outbox(tiny_bundle: Path
             first.stop(signal.SIGKILL)
         stranded = first.events()
         with Outbox(first.outbox) as outbox:
-            assert outbox.depth() >= len(stranded) - len({_key(e) for e in vms.events()}) >= 5
+            stranded_depth = outbox.depth()
+        assert stranded_depth >= len(stranded) - len({_key(e) for e in vms.events()}) >= 5
         broker.start()
         with EdgeProcess(tmp_path, tiny_bundle, broker.port, [f"cam={video}"], *settings, name="edge2") as second:
             wait_until(delivered_all(stranded, vms), 30, "the killed process's events replayed", second)
@@ -262,7 +260,8 @@ def test_sigkill_during_outage_then_restart_replays_the_outbox(tiny_bundle: Path
             assert second.stop() == 0, second.log()[-3000:]
         produced = second.events()
         wait_until(delivered_all(produced, vms), 15, "every event delivered")
-        counts = check_delivery(produced, vms.events())
+        counts = report_delivery({**check_delivery(produced, vms.events()), "before_kill": len(stranded),
+                                  "outbox_after_kill": stranded_depth})
     assert counts["lost"] == 0 and len(stranded) >= 7
     assert "to replay" in second.log()  # the outbox announced its backlog
     seqs = [e["seq"] for e in produced]
@@ -271,7 +270,8 @@ def test_sigkill_during_outage_then_restart_replays_the_outbox(tiny_bundle: Path
 
 # -- 2. broker refusing ----------------------------------------------------------------------------------------
 def test_refused_login_keeps_running_buffers_within_the_cap_and_reports_drops(tiny_bundle: Path, mosquitto_bin: str,
-                                                                              tmp_path: Path) -> None:
+                                                                              tmp_path: Path,
+                                                                              report_delivery: Callable) -> None:
     """The broker refuses the device's password until it is rotated on the broker; the outbox holds the newest
     ``max_rows`` events meanwhile, drops the oldest with a counter, and the stats topic reports both."""
     secret = "edge-pw-7Qx"
@@ -306,8 +306,8 @@ def test_refused_login_keeps_running_buffers_within_the_cap_and_reports_drops(ti
     assert secret not in "".join(p for _, p, _ in vms.messages)
     # exactly the oldest `dropped` events are lost, everything after them arrived
     lost = [e for e in produced if _key(e) not in delivered]
-    log.info("delivery: produced %d, delivered %d, lost %d = dropped by the outbox cap %d", len(produced),
-             len(delivered), len(lost), dropped)
+    report_delivery({"produced": len(produced), "delivered": len(delivered), "lost": len(lost),
+                     "duplicates": len(vms.events()) - len(delivered), "dropped_by_cap": dropped})
     assert len(lost) == dropped > 0 and lost == produced[:dropped]
     assert all(delivered[_key(e)] == e for e in produced[dropped:])
 
@@ -368,7 +368,8 @@ def _corrupt_copy(src: Path, dst: Path) -> Path:
 
 
 def test_camera_faults_are_reported_per_camera_and_the_others_keep_running(tiny_bundle: Path, mosquitto_bin: str,
-                                                                           tmp_path: Path) -> None:
+                                                                           tmp_path: Path,
+                                                                           report_delivery: Callable) -> None:
     good = write_video(tmp_path / "good.mp4", frames=400)  # 8 s in real time
     short = write_video(tmp_path / "short.mp4", frames=20)
     corrupt = _corrupt_copy(write_video(tmp_path / "src.avi", frames=150, fourcc="MJPG"), tmp_path / "corrupt.avi")
@@ -395,7 +396,7 @@ def test_camera_faults_are_reported_per_camera_and_the_others_keep_running(tiny_
     finally:
         http.close() if not http.closed.is_set() else None
     produced = edge.events()
-    assert check_delivery(produced, vms.events())["lost"] == 0
+    assert report_delivery(check_delivery(produced, vms.events()))["lost"] == 0
     good_events = [e for e in produced if e["camera"] == "good"]
     assert good_events and good_events[-1]["type"] == "end" and good_events[-1]["reason"] == "camera_lost"
     assert good_events[-1]["frame_end"] >= 300  # it ran through the others' faults

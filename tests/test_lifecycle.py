@@ -7,6 +7,7 @@ import configparser
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def tiny_bundle(request: pytest.FixtureRequest) -> Path:
 
 
 def test_sigint_mid_event_ends_it_with_shutdown_and_goes_offline(tiny_bundle: Path, mosquitto_bin: str,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path, report_delivery: Callable) -> None:
     video = write_video(tmp_path / "cam.mp4", frames=100)
     with MosquittoBroker(mosquitto_bin, tmp_path / "broker") as broker, Recorder(broker.port) as vms, \
             EdgeProcess(tmp_path, tiny_bundle, broker.port, [f"cam={video}"], "capture.realtime=true",
@@ -37,7 +38,7 @@ def test_sigint_mid_event_ends_it_with_shutdown_and_goes_offline(tiny_bundle: Pa
         produced = edge.events()
         wait_until(lambda: delivered_all(produced, vms)() and "offline" in vms.on("available"), 10,
                    "the closing event and offline")
-    assert check_delivery(produced, vms.events())["lost"] == 0
+    assert report_delivery(check_delivery(produced, vms.events()))["lost"] == 0
     assert produced[-1]["type"] == "end" and produced[-1]["reason"] == "shutdown"
     assert vms.on("available")[-1] == "offline"
     assert json.loads(vms.on("cam/status")[-1])["state"] == "offline"
@@ -45,7 +46,7 @@ def test_sigint_mid_event_ends_it_with_shutdown_and_goes_offline(tiny_bundle: Pa
 
 
 def test_sigterm_while_the_broker_is_down_exits_promptly_and_keeps_the_closing_event(
-        tiny_bundle: Path, mosquitto_bin: str, tmp_path: Path) -> None:
+        tiny_bundle: Path, mosquitto_bin: str, tmp_path: Path, report_delivery: Callable) -> None:
     video = write_video(tmp_path / "cam.mp4", frames=100)
     with MosquittoBroker(mosquitto_bin, tmp_path / "broker") as broker, \
             EdgeProcess(tmp_path, tiny_bundle, broker.port, [f"cam={video}"], "capture.realtime=true",
@@ -61,6 +62,8 @@ def test_sigterm_while_the_broker_is_down_exits_promptly_and_keeps_the_closing_e
     assert produced[-1]["type"] == "end" and produced[-1]["reason"] == "shutdown"
     with Outbox(edge.outbox) as outbox:
         stored = [json.loads(m.payload) for m in outbox.pending(limit=10_000)]
+    report_delivery({"produced": len(produced), "acked_by_broker": len(produced) - len(stored),
+                     "in_outbox": len(stored)})
     assert stored and stored[-1] == produced[-1]  # kept for the next start, which replays it
     assert "still in the outbox" in edge.log()
 
