@@ -103,6 +103,14 @@ def test_stage_one_is_bce_plus_nce() -> None:
     assert total.item() == pytest.approx(parts["bce"] + parts["nce"])
 
 
+def test_loss_weights_scale_their_part_of_the_total() -> None:
+    out = _output()
+    _, parts = total_loss(out, BATCH, stage=2, pseudo=_pseudo(1), mode="cross")
+    total, _ = total_loss(out, BATCH, stage=2, pseudo=_pseudo(1), mode="cross",
+                          weights={"nce": 0.0, "focal_b": 2.0})
+    assert total.item() == pytest.approx(parts["bce"] + 2 * parts["focal_b"] + parts["focal_c"], rel=1e-5)
+
+
 @pytest.mark.parametrize("mode, teach_b, teach_c", [
     ("none", None, None), ("b2c", None, "b"), ("c2b", "c", None), ("cross", "c", "b"), ("self", "b", "c")])
 def test_modes_use_the_right_pseudo_labels(mode: str, teach_b: str | None, teach_c: str | None) -> None:

@@ -14,6 +14,7 @@ from train.synth import (
     class_directions,
     coverage,
     generate,
+    parse_knobs,
     ramp,
     read_layout,
     stratified_subset,
@@ -153,3 +154,13 @@ def test_xd_layout(tmp_path: Path, shared_data: Path) -> None:
     truth = np.load(tmp_path / "train_truth.npz")
     video = multi[0]
     assert set(np.unique(truth[f"classes/{video.name}"])) <= {0, *np.flatnonzero(video.multi_hot)}
+
+
+def test_knobs_from_the_command_line_are_typed_and_checked() -> None:
+    knobs = parse_knobs(["distractor_rate=3", "drift_dim=8"])
+    assert knobs.distractor_rate == 3.0 and knobs.drift_dim == 8 and isinstance(knobs.drift_dim, int)
+    assert knobs.noise_norm == Knobs().noise_norm
+    with pytest.raises(SystemExit, match="distractor_rat.*NAME one of"):
+        parse_knobs(["distractor_rat=3"])
+    with pytest.raises(SystemExit, match="'many' is not a int"):
+        parse_knobs(["drift_dim=many"])

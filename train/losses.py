@@ -97,12 +97,13 @@ def pool_to_levels(labels: Tensor, num_levels: int) -> list[Tensor]:
 
 def total_loss(output: CPLVADOutput, batch: Mapping[str, Tensor], stage: int,
                pseudo: Mapping[str, Tensor] | None = None,
-               mode: str = "cross") -> tuple[Tensor, dict[str, float]]:
+               mode: str = "cross", weights: Mapping[str, float] | None = None
+               ) -> tuple[Tensor, dict[str, float]]:
     """The training loss and its parts (floats, for logging).
 
     ``batch["labels"]``: multi-hot video labels (B, M). ``pseudo``: ``{"b": (B, T), "c": (B, T)}`` snippet
     pseudo labels in [0, 1] from the stage-1 model's B- and C-branch (after CAR), at the input rate; used in
-    stage 2.
+    stage 2. ``weights``: a factor per part name (bce, nce, focal_b, focal_c); missing parts weigh 1.
     """
     if stage not in (1, 2):
         raise ValueError(f"stage={stage!r}; expected 1 (video labels only) or 2 (with pseudo labels)")
@@ -131,5 +132,6 @@ def total_loss(output: CPLVADOutput, batch: Mapping[str, Tensor], stage: int,
         if source_for_c:
             parts["focal_c"] = sum(focal_loss(class_anomaly_logit(c), levels[source_for_c][l], m)
                                    for l, (c, m) in enumerate(zip(output.class_logits, output.masks))) / L
-    total = sum(parts.values())
+    weights = weights or {}
+    total = sum(weights.get(name, 1.0) * value for name, value in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()} | {"total": float(total.detach())}

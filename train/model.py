@@ -1,10 +1,11 @@
 """The CPL-VAD teacher: a multi-scale temporal encoder over CLIP snippet features with two branches.
 
     features (B, T, 512), mask (B, T)
-      -> 2 masked convs (k=3) + LayerNorm + ReLU, + sinusoidal positions
+      -> 2 masked convs (k=3) + LayerNorm + ReLU (+ sinusoidal positions if abs_position)
       -> stem: transformer blocks with local window attention                  level 0, stride 1
       -> branch: blocks that halve the length (strided depthwise q/k/v
          convs, max-pool skip); the last one attends globally                  levels 1..L-1, stride 2^l
+      -> (+ a linear map of the input, max-pooled to the level, if input_skip)
       -> per-level LayerNorm                                                   F_v^l (B, T_l, d)
     B-branch: one classifier head shared by the levels (masked convs)       -> binary logits (B, T_l)
     C-branch: per-level MLP on the prompt features F_T^l (M, 512);
@@ -54,6 +55,8 @@ class CPLVADConfig:
     text_dim: int = 512  # CLIP text projection size (F_T's width)
     num_ctx: int = 9  # learned context vectors in the prompts
     temperature: float = 0.07  # of the cosine class logits
+    abs_position: bool = False  # add sinusoidal absolute positions after the embedding (ActionFormer: off)
+    input_skip: bool = True  # add a linear map of the (max-pooled) input snippets to every level's features
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
@@ -220,14 +223,19 @@ class TemporalEncoder(nn.Module):
         self.branch = nn.ModuleList([Block(d, cfg.num_heads, 2, None if i == last else radius, cfg.mlp_ratio,
                                            cfg.drop_path) for i in range(cfg.num_levels - 1)])
         self.level_norm = nn.ModuleList([nn.LayerNorm(d) for _ in range(cfg.num_levels)])
+        self.abs_position = cfg.abs_position
+        self.skip = nn.Linear(cfg.feature_dim, d) if cfg.input_skip else None
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        inputs, input_mask = x, mask
         for conv, norm in zip(self.embed, self.embed_norm):
             x, mask = conv(x, mask)
             x = F.relu(norm(x))  # (B, T, d)
         T = x.shape[1]
         pe = self.pe[:T] if T <= self.pe.shape[0] else sinusoid_encoding(T, x.shape[2]).to(x.device)
-        x = (x + pe.to(x.dtype)) * mask[..., None]
+        if self.abs_position:
+            x = x + pe.to(x.dtype)
+        x = x * mask[..., None]
         for block in self.stem:
             x, mask = block(x, mask)
         feats, masks = [x], [mask]
@@ -235,6 +243,12 @@ class TemporalEncoder(nn.Module):
             x, mask = block(x, mask)  # (B, T_l, d)
             feats.append(x)
             masks.append(mask)
+        if self.skip is not None:  # each level also sees its own snippets' features directly
+            s, sm = self.skip(inputs), input_mask
+            for level in range(len(feats)):
+                if level:
+                    s, sm = masked_max_pool(s, sm)
+                feats[level] = feats[level] + s
         feats = [norm(f) * m[..., None] for norm, f, m in zip(self.level_norm, feats, masks)]
         return feats, masks
 

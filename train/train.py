@@ -67,6 +67,8 @@ class ModelConfig(StrictModel):
     num_ctx: int = 9
     text_source: str = "random"  # CLIP text encoder: a local Hugging Face CLIP dir | random | tiny
     text_seed: int = 0
+    abs_position: bool = False  # sinusoidal absolute positions after the embedding (ActionFormer: off)
+    input_skip: bool = True  # every level also sees a linear map of its (max-pooled) input snippets
 
 
 class OptimConfig(StrictModel):
@@ -78,6 +80,7 @@ class OptimConfig(StrictModel):
     lr_step: int = 4  # epochs between step decays (0: constant)
     lr_gamma: float = 0.5
     grad_clip: float = 5.0
+    loss_weights: dict[str, float] = {}  # factor per loss part (bce, nce, focal_b, focal_c); missing = 1
 
 
 class PseudoConfig(StrictModel):
@@ -135,7 +138,8 @@ def model_config(cfg: TrainConfig, split: Split) -> CPLVADConfig:
     return CPLVADConfig(class_names=split.label_map.names, d_model=m.d_model, num_heads=m.num_heads,
                         num_levels=m.num_levels, window=m.window, num_stem_blocks=m.num_stem_blocks,
                         drop_path=m.drop_path, max_len=cfg.data.length, num_ctx=m.num_ctx,
-                        text_source=m.text_source, text_seed=m.text_seed)
+                        text_source=m.text_source, text_seed=m.text_seed,
+                        abs_position=m.abs_position, input_skip=m.input_skip)
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
@@ -216,7 +220,7 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
             pseudo_b = {"b": targets[..., 0], "c": targets[..., 1]} if targets is not None else None
             with autocast(cfg, rt.device):
                 out = net(batch["features"], batch["mask"])
-            loss, parts = total_loss(out, batch, stage, pseudo_b, mode)
+            loss, parts = total_loss(out, batch, stage, pseudo_b, mode, cfg.optim.loss_weights)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip:
@@ -229,6 +233,10 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
         if sched is not None:
             sched.step()
         means = {k: v / max(count, 1) for k, v in sums.items()}
+        if rt.world > 1:  # the epoch's loss over every rank's batches, not rank 0's share alone
+            values = torch.tensor(list(means.values()), dtype=torch.float64, device=rt.device)
+            dist.all_reduce(values)
+            means = dict(zip(means, (values / rt.world).tolist()))
         history.append({"epoch": epoch + 1, "seconds": time.perf_counter() - start, **means})
         if val is not None and len(val):
             history[-1]["val_video_auc"] = auc = video_auc(model, val, rt.device)
