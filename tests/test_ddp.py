@@ -1,8 +1,9 @@
 """DDP training (torchrun, gloo on CPU) against one process: with the same global batch, the same run.
 
 The global batch is the whole (small) training set, so each epoch is one optimizer step on the same data
-whatever order the samplers draw it in: two processes (half the batch each, gradients averaged) and one process
-must end with the same weights, pseudo labels and metrics up to float rounding. Only rank 0 writes files.
+whatever order the samplers draw it in: two processes (half the batch each, gradients averaged) and one
+process must end with the same weights, pseudo labels and metrics up to float rounding. Only rank 0 writes
+files.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ SEED, VAL_FRACTION = 0, 0.1
 TINY = ("data.length=16", f"data.val_fraction={VAL_FRACTION}", "model.d_model=32", "model.num_heads=2",
         "model.num_levels=3", "model.window=4", "model.num_stem_blocks=1", "model.num_ctx=2",
         "model.text_source=tiny", "model.drop_path=0.0", "optim.lr=0.0003", "optim.epochs_stage1=2",
-        "optim.epochs_stage2=1", "optim.lr_step=0", f"seed={SEED}", "device=cpu", "threads=1", "plot_videos=0")
+        "optim.epochs_stage2=1", "optim.lr_step=0", f"seed={SEED}", "device=cpu", "threads=1",
+        "plot_videos=0")
 MAIN_ONLY_LOG = "teacher: AUC"  # logged by rank 0 alone, after it wrote metrics.json
 EVERY_RANK_LOG = "stage 2: kept epoch"
 TIMEOUT_S = 300  # a hung process group fails the test instead of blocking the suite
@@ -47,7 +49,8 @@ def _train(command: list[str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
     logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(tmp_path.glob("logs/**/*.log")))
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr[-4000:]}\n{logs}"
 
@@ -83,7 +86,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     one, two, log_dir = tmp_path / "one", tmp_path / "two", tmp_path / "logs"
     _train([sys.executable, "-m", "train.train", *overrides, f"out={one}"], tmp_path)
     _train([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "--log-dir", str(log_dir), "--redirects", "3", "-m", "train.train", *overrides, f"out={two}"], tmp_path)
+            "--log-dir", str(log_dir), "--redirects", "3", "-m", "train.train", *overrides, f"out={two}"],
+           tmp_path)
 
     # both ranks trained to the end; rank 1 took the non-writing path
     rank0, rank1 = _rank_stderr(log_dir, 0), _rank_stderr(log_dir, 1)

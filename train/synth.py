@@ -37,8 +37,8 @@ components) and made orthogonal to g; an anomaly of class c moves along d_c = un
 w = ``generic_weight``; an XD segment in a multi-label video mixes in ``multi_label_mix`` of the video's other
 classes. Distractors (``distractor_rate`` per 100 snippets, in every video) move along
 unit(w' g + sqrt(1 - w'^2) b) with a random benign b, w' = ``distractor_generic_weight``: a detector that only
-learned "something happens" (g) also fires on them, more weakly; the class part separates anomalies, and since the u_c sum to
-about zero no single linear direction catches all classes.
+learned "something happens" (g) also fires on them, more weakly; the class part separates anomalies, and
+since the u_c sum to about zero no single linear direction catches all classes.
 
 Version 2 (``distractor_generic_weight`` 0.7 -> 0.3). In version 1 distractors leaned on g more than the
 anomalies did, which made frame AUC a measure of how a detector handled that trap rather than of detection:

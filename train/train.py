@@ -183,6 +183,21 @@ def video_auc(model: CPLVAD, split: Split, device: torch.device) -> float:
     return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else float("nan")
 
 
+def train_step(net: torch.nn.Module, params: list[torch.nn.Parameter], optim: torch.optim.Optimizer,
+               batch: dict[str, torch.Tensor], stage: int, pseudo: dict[str, torch.Tensor] | None, mode: str,
+               cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """One optimisation step on a batch (features, mask, labels); returns the loss parts."""
+    with autocast(cfg, device):
+        out = net(batch["features"], batch["mask"])
+    loss, parts = total_loss(out, batch, stage, pseudo, mode, cfg.optim.loss_weights)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+    optim.step()
+    return parts
+
+
 def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: tuple[np.ndarray, np.ndarray],
                 pseudo: list[np.ndarray] | None = None, val: Split | None = None) -> tuple[CPLVAD, list[dict]]:
     """Train a fresh model for one stage; ``stats`` = input (mean, std) [512]; ``pseudo`` = per video [N,2]
@@ -218,14 +233,7 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
             batch = {k: v.to(rt.device) for k, v in batch.items()}
             targets = batch.get("target")
             pseudo_b = {"b": targets[..., 0], "c": targets[..., 1]} if targets is not None else None
-            with autocast(cfg, rt.device):
-                out = net(batch["features"], batch["mask"])
-            loss, parts = total_loss(out, batch, stage, pseudo_b, mode, cfg.optim.loss_weights)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            optim.step()
+            parts = train_step(net, params, optim, batch, stage, pseudo_b, mode, cfg, rt.device)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
