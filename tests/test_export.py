@@ -66,6 +66,28 @@ def test_bundle_loads_on_the_edge_and_head_matches_torch(bundle: tuple[Path, Pat
 
 
 @pytest.mark.slow
+def test_threshold_is_a_quantile_of_normal_training_scores(bundle: tuple[Path, Path, Path]) -> None:
+    from train.data import read_split
+    from train.export import calibrated_smoother
+    from train.stream_eval import snippet_scores, stream_batched
+
+    _, run, out = bundle
+    b = load_bundle(out)
+    info = b.manifest.metrics["threshold"]
+    assert info["source"] == "normal training videos" and info["quantile"] == 0.995 and info["videos"] >= 1
+    params = b.smoother_params()
+    assert params.theta_on == params.theta_off and (params.m, params.g) == (5, 7)  # UCF CAR defaults kept
+    student, _ = load_student(run)
+    text = torch.from_numpy(b.text_embeddings)
+    split = read_split(run.parent / "data/train.csv")
+    scores = np.concatenate([snippet_scores(stream_batched(student, v.load(0), text), params)[0]
+                             for v in split.videos if v.primary == 0])
+    assert np.mean(scores >= params.theta_on) == pytest.approx(0.005, abs=1.5 / len(scores) + 1e-9)
+    default, info = calibrated_smoother(student, b.text_embeddings, None, None, "ucf", 0.0)
+    assert info == {"source": "car default"} and default.theta_on == 0.5
+
+
+@pytest.mark.slow
 def test_new_categories_without_retraining(bundle: tuple[Path, Path, Path]) -> None:
     from train.prompts import recompute
 

@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,12 +34,13 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
 from edge.configfile import load_config
 from edge.preprocess import CLIP_VIT_B16
+from edge.smoother import SmootherParams
 from edge.snippets import encoded_offsets
 from train.clip_source import describe, is_random
 from train.data import read_split
 from train.distill import DistillConfig
 from train.export_clip import OPSET, export_clip, matches
-from train.stream_eval import load_student, smoother_params, stream_windows
+from train.stream_eval import load_student, smoother_params, snippet_scores, stream_batched, stream_windows
 from train.student import Student
 from train.text import load_text_embeddings
 
@@ -147,8 +148,38 @@ def real_windows(run_cfg_data: str | None, feature_root: str | None, window: int
         return sample_windows([rng.normal(0, 0.5, (n, 512)).astype(np.float32) for n in (5, 3 * window)], window)
 
 
+def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, feature_root: str | None,
+                        dataset: str, quantile: float) -> tuple[SmootherParams, dict]:
+    """The dataset's smoother with its threshold set for a false-alarm budget on normal footage.
+
+    theta_on = theta_off = the ``quantile`` of the student's streaming scores over every snippet of the normal
+    training videos (crop 0), so about 1 - quantile of normal snippets reach it; m and g stay the CAR defaults.
+    A student's absolute scores depend on its training (top-k MIL keeps them low), a fixed 0.5 does not.
+    ``quantile`` 0, or no normal training video: the CAR default.
+    """
+    params = smoother_params(dataset)
+    if quantile <= 0:
+        return params, {"source": "car default"}
+    try:
+        split = read_split(Path(str(data)) / "train.csv", feature_root=feature_root)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        log.warning("training features unavailable (%s): keeping the default threshold %.2f", err, params.theta_on)
+        return params, {"source": "car default"}
+    embeddings = torch.from_numpy(text)
+    scores = [snippet_scores(stream_batched(student, v.load(0), embeddings), params)[0]
+              for v in split.videos if v.primary == 0]
+    if not scores:
+        return params, {"source": "car default"}
+    theta = float(np.clip(np.quantile(np.concatenate(scores), quantile), 1e-3, 1.0))
+    log.info("smoother threshold %.3f: the %.3f quantile of the student's scores on %d normal training videos "
+             "(default %.2f)", theta, quantile, len(scores), params.theta_on)
+    info = {"source": "normal training videos", "quantile": quantile, "videos": len(scores),
+            "default": params.theta_on}
+    return replace(params, theta_on=theta, theta_off=theta), info
+
+
 def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", encode_every: int = 1,
-                  seed: int = 0, opset: int = OPSET) -> Manifest:
+                  seed: int = 0, opset: int = OPSET, threshold_quantile: float = 0.995) -> Manifest:
     """Write and verify a bundle from a student run; returns its manifest (the bundle is re-loaded to check)."""
     start = time.perf_counter()
     run, out = Path(run), Path(out)
@@ -173,6 +204,8 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", enc
     if not check.ok:
         raise RuntimeError(f"{head}: ONNX Runtime disagrees with torch beyond {MAX_ABS_DIFF}: {check}")
 
+    smoother, threshold = calibrated_smoother(student, text.embeddings, cfg.data, cfg.feature_root,
+                                              meta["dataset"], threshold_quantile)
     clip_path = out / CLIP_FILE
     if matches(clip_path, clip, seed):
         log.info("%s already holds the CLIP image encoder of %s: kept", clip_path, describe(clip))
@@ -194,13 +227,13 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", enc
         preprocess=CLIP_VIT_B16.to_dict(),
         window=student.config.window,
         levels=student.config.num_levels,
-        smoother=asdict(smoother_params(meta["dataset"])),
+        smoother=asdict(smoother),
         clip={"source": describe(clip), "random": is_random(clip)},
         models={"head": {"file": HEAD_FILE, "precision": "fp32"},
                 "clip_visual": {"file": CLIP_FILE, "precision": "fp32"}},
         text_embeddings={"file": TEXT_FILE, "hash": text.hash},
         metrics={k: metrics[k] for k in ("teacher", "student_offline", "student_streaming") if k in metrics}
-        | {"head_check": asdict(check) | {"budget": MAX_ABS_DIFF}},
+        | {"head_check": asdict(check) | {"budget": MAX_ABS_DIFF}, "threshold": threshold},
         versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                   "transformers": transformers.__version__, "opset": opset},
         files={name: file_sha256(out / name) for name in files},
@@ -222,11 +255,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="encode frames 0, K, 2K, ... of each 16-frame snippet (1..16), as the features were")
     parser.add_argument("--seed", type=int, default=0, help="weights seed for 'random' / 'tiny' CLIP")
     parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument("--threshold-quantile", type=float, default=0.995, metavar="Q",
+                        help="smoother threshold = this quantile of the student's scores on the normal training "
+                             "videos (0: the CAR default 0.5)")
     args = parser.parse_args(argv)
+    if not 0 <= args.threshold_quantile < 1:
+        parser.error(f"--threshold-quantile {args.threshold_quantile}: expected 0 <= Q < 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         export_bundle(args.run, args.out, clip=args.clip, encode_every=args.encode_every, seed=args.seed,
-                      opset=args.opset)
+                      opset=args.opset, threshold_quantile=args.threshold_quantile)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         log.error("%s", err)
         return 1
