@@ -79,7 +79,7 @@ def _assert_close(a: object, b: object, where: str = "metrics") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def test_two_processes_match_one(tmp_path: Path) -> None:
+def test_two_processes_match_one(shared_data: Path, tmp_path: Path) -> None:  # the tokenizer reads its BPE file
     data = write_dataset(tmp_path / "data", seed=SEED)
     train, _ = holdout(read_split(data / "train.csv"), VAL_FRACTION, SEED)
     overrides = [*TINY, f"data.dir={data}", f"optim.batch_size={len(train)}"]  # one batch per epoch
