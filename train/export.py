@@ -158,18 +158,19 @@ def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, fe
     ``quantile`` 0, or no normal training video: the CAR default.
     """
     params = smoother_params(dataset)
+    default = {"source": "car default"}
     if quantile <= 0:
-        return params, {"source": "car default"}
+        return params, default
     try:
         split = read_split(Path(str(data)) / "train.csv", feature_root=feature_root)
     except (FileNotFoundError, ValueError, TypeError) as err:
         log.warning("training features unavailable (%s): keeping the default threshold %.2f", err, params.theta_on)
-        return params, {"source": "car default"}
+        return params, default
     embeddings = torch.from_numpy(text)
     scores = [snippet_scores(stream_batched(student, v.load(0), embeddings), params)[0]
               for v in split.videos if v.primary == 0]
     if not scores:
-        return params, {"source": "car default"}
+        return params, default
     theta = float(np.clip(np.quantile(np.concatenate(scores), quantile), 1e-3, 1.0))
     log.info("smoother threshold %.3f: the %.3f quantile of the student's scores on %d normal training videos "
              "(default %.2f)", theta, quantile, len(scores), params.theta_on)
