@@ -135,6 +135,8 @@ def test_plan_windows_counts_placement_and_labels() -> None:
             assert s.labelled
     none = plan_windows(lengths, anomalous, peaks, 32, peak_fraction=0.0, rng=rng)
     assert [s.labelled for s in none] == [not anomalous[s.video] for s in none]
+    thrice = plan_windows(lengths, anomalous, peaks, 32, peak_fraction=1.0, rng=rng, repeat=3)
+    assert [sum(s.video == v for s in thrice) for v in range(3)] == [9, 3, 18]
 
 
 def test_distill_loss_uses_video_terms_only_on_labelled_windows() -> None:

@@ -100,3 +100,18 @@ def test_cli_writes_videos_lists_and_ground_truth(tmp_path: Path) -> None:
             assert frame.shape == (HEIGHT, WIDTH, 3)
             count += 1
         assert count == 40 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(16)
+
+
+def test_videos_of_one_view_share_the_street_and_differ_in_traffic() -> None:
+    specs = plan_scenes(seed=0, videos=12, frames=32, views=4)
+    assert [s.view for s in specs] == [i % 4 for i in range(12)]
+    assert {s.view for s in specs if s.split == "test"} <= {s.view for s in specs if s.split == "train"}
+    first = {s.name: next(render_frames(s)).astype(np.int16) for s in specs if s.view in (0, 1)}
+    same = [first[s.name] for s in specs if s.view == 0]
+    other = [first[s.name] for s in specs if s.view == 1]
+    # the same street: most pixels agree up to noise and traffic; another view's street does not
+    assert (np.abs(same[0] - same[1]).max(axis=2) < 30).mean() > 0.8
+    assert (np.abs(same[0] - other[0]).max(axis=2) < 30).mean() < 0.5
+    assert not np.array_equal(same[0], same[1])  # their traffic and noise differ
+    with pytest.raises(ValueError, match="--views"):
+        plan_scenes(0, videos=8, views=0)

@@ -18,7 +18,8 @@ attends globally, past and future; a causal level cannot follow it, and the teac
 than their fusion, which is what the papers evaluate. Matching every student level to the fused output gives each
 level a clean full-rate target, while the per-level video losses keep the levels' own temporal scales.
 
-Windows: an epoch cuts about one window per W snippets of each video (at least one), on a random crop, with the
+Windows: an epoch cuts about one window per W snippets of each video (at least one; ``optim.repeat`` times that
+for small datasets), on a random crop, with the
 valid rows first and zero padding after short videos (the ring buffer's layout). The run folder (``out``) gets
 ``student.pt`` (config + weights), ``config.yaml`` (resolved), ``text_embeddings.npz`` (the teacher's cache cut to
 the student's levels, what the bundle ships) and ``metrics.json`` (history, then the teacher / student offline /
@@ -72,6 +73,7 @@ class DistillOptimConfig(StrictModel):
     weight_decay: float = 1e-4
     batch_size: int = 64  # windows
     epochs: int = 20
+    repeat: int = 1  # rounds of windows per video per epoch (small datasets: more steps per epoch)
     grad_clip: float = 5.0
 
 
@@ -178,8 +180,8 @@ class WindowSpec:
 
 
 def plan_windows(lengths: list[int], anomalous: list[bool], peaks: list[list[int]], window: int,
-                 peak_fraction: float, rng: np.random.Generator) -> list[WindowSpec]:
-    """One epoch of windows: max(1, round(N / W)) per video, each on a random crop.
+                 peak_fraction: float, rng: np.random.Generator, repeat: int = 1) -> list[WindowSpec]:
+    """One epoch of windows: ``repeat`` x max(1, round(N / W)) per video, each on a random crop.
 
     Normal video: start uniform, labelled. Anomalous video: with probability ``peak_fraction`` the window is
     placed (uniformly) among the starts that contain the crop's peak snippet and is labelled; otherwise start
@@ -188,7 +190,7 @@ def plan_windows(lengths: list[int], anomalous: list[bool], peaks: list[list[int
     plan = []
     for v, (n, anomaly) in enumerate(zip(lengths, anomalous)):
         last = max(n - window, 0)
-        for _ in range(max(1, round(n / window))):
+        for _ in range(repeat * max(1, round(n / window))):
             crop = int(rng.integers(len(peaks[v])))
             if anomaly and rng.random() < peak_fraction:
                 peak = peaks[v][crop]
@@ -210,9 +212,10 @@ def cut_window(x: np.ndarray, start: int, window: int) -> tuple[np.ndarray, np.n
 class WindowDataset(Dataset):
     """Training windows of one epoch's plan: features, mask, teacher targets, video label, ``labelled``."""
 
-    def __init__(self, split: Split, targets: list[list[Targets]], window: int, peak_fraction: float, seed: int):
+    def __init__(self, split: Split, targets: list[list[Targets]], window: int, peak_fraction: float, seed: int,
+                 repeat: int = 1):
         self.split, self.targets, self.window = split, targets, window
-        self.peak_fraction, self.seed = peak_fraction, seed
+        self.peak_fraction, self.seed, self.repeat = peak_fraction, seed, repeat
         self.lengths = [len(t[0].binary) for t in targets]
         self.anomalous = [v.primary != 0 for v in split.videos]
         self.peaks = [[t.peak for t in per_crop] for per_crop in targets]
@@ -221,7 +224,8 @@ class WindowDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng([self.seed, epoch])
-        self.plan = plan_windows(self.lengths, self.anomalous, self.peaks, self.window, self.peak_fraction, rng)
+        self.plan = plan_windows(self.lengths, self.anomalous, self.peaks, self.window, self.peak_fraction, rng,
+                                 self.repeat)
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -348,7 +352,7 @@ def run(cfg: DistillConfig) -> dict:
     targets = teacher_targets(teacher, split, cfg.crops, device)
     log.info("teacher targets for %d videos x %d crops in %.1f s", len(split), len(targets[0]),
              time.perf_counter() - started)
-    dataset = WindowDataset(split, targets, scfg.window, cfg.loss.peak_fraction, cfg.seed)
+    dataset = WindowDataset(split, targets, scfg.window, cfg.loss.peak_fraction, cfg.seed, cfg.optim.repeat)
     student = Student(scfg)
     student.set_feature_stats(teacher.model.feature_mean.cpu(), teacher.model.feature_std.cpu())
     student = student.to(device)

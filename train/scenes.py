@@ -3,11 +3,13 @@
 A frozen image encoder with random weights still responds to what changes the pixels' layout and colour,
 so the anomalies are made to change what a single frame looks like, not only how things move:
 
-- ``Normal``: slow traffic of cars and pedestrians on a textured street; background, palette, lane layout,
-  speeds and counts vary per video; mild illumination drift and sensor noise.
+- ``Normal``: slow traffic of cars and pedestrians on a textured street; the street (background, palette,
+  buildings, lanes) is one of a few camera views (``--views``), the traffic (speeds, counts, colours), the
+  illumination drift and the sensor noise vary per video. Held-out videos come from views seen in training, as
+  on a deployed camera, whose normal is its own street.
 - ``Arson``: a flickering orange fire that grows at one spot, with smoke above it, then goes out.
-- ``Fighting``: two pedestrians meet and grapple (fast erratic contact, flailing limbs, motion blur), then
-  part.
+- ``Fighting``: two pedestrians near the camera run in, grapple (fast erratic contact, flailing limbs, motion
+  blur), then run off.
 - ``Explosion``: an expanding white-yellow flash that lights the whole frame, a fireball, debris, and a smoke
   cloud that fades.
 
@@ -15,10 +17,9 @@ Each anomalous video has normal frames before and after the anomaly; its window 
 offset_frame)`` (offset exclusive). Training uses video-level labels only (``labels.csv``); the frame
 windows are in ``gt.json`` for scoring. Labels are UCF-Crime class codes (``train.labels.UCF``).
 
-Budget. The demo extracts features with the real-size ViT-B/16 on CPU (~8 images/s on 2 cores, fp32, batch 8).
-Default: 30 videos x 256 frames (16 s at 16 fps, 320x240) = 7680 frames = 480 snippets of 16 frames; with
-``encode_every=8`` that is 960 images, about 2 minutes. ``--fast``: 12 videos x 128 frames = 1536 frames,
-192 images at ``encode_every=8``, about 25 s. Rendering costs about 4 ms of CPU per frame (30 s by default).
+Budget. The demo extracts features with the real-size ViT-B/16 on CPU (~4 images/s on 2 cores, fp32, batch 8).
+``make demo``: 48 videos x 256 frames (16 s at 16 fps, 320x240) = 768 snippets of 16 frames; with
+``encode_every=16`` that is 768 images, about 3-4 minutes. Rendering costs about 4 ms of CPU per frame (~1 min).
 
 Output (``--out DIR``)::
 
@@ -57,7 +58,7 @@ WIDTH, HEIGHT, FPS = 320, 240, 16
 CLASSES = ("Normal", "Arson", "Fighting", "Explosion")  # UCF-Crime codes
 # Class of video i: one of each first, then half of the videos normal.
 _CYCLE = ("Normal", "Arson", "Fighting", "Explosion", "Normal", "Normal")
-DEFAULT_VIDEOS, DEFAULT_FRAMES = 30, 256
+DEFAULT_VIDEOS, DEFAULT_FRAMES, DEFAULT_VIEWS = 30, 256, 4
 FAST_VIDEOS, FAST_FRAMES = 12, 128
 MIN_FRAMES = 32
 
@@ -72,7 +73,9 @@ class SceneSpec:
     frames: int
     onset: int | None  # first anomalous frame (None for normal videos)
     offset: int | None  # first normal frame after the anomaly (exclusive end)
-    seed: int
+    seed: int  # traffic, lighting, noise and the anomaly's spot
+    view: int = 0  # which camera view (street, buildings, lanes) the video is from
+    view_seed: int = 0
 
     def frame_labels(self) -> np.ndarray:
         """Frame-level ground truth [frames] float32: 1 inside the anomaly window."""
@@ -90,9 +93,9 @@ def split_counts(n: int, test_fraction: float) -> int:
 
 
 def plan_scenes(seed: int, videos: int = DEFAULT_VIDEOS, frames: int = DEFAULT_FRAMES,
-                test_fraction: float = 0.3) -> list[SceneSpec]:
+                test_fraction: float = 0.3, views: int = DEFAULT_VIEWS) -> list[SceneSpec]:
     """The videos of a dataset: classes in turn, a random anomaly window per video, the last of each class
-    held out."""
+    held out; video i is seen by camera view i mod ``views`` (``views >= videos``: every video its own street)."""
     if videos < len(CLASSES):
         raise ValueError(f"--videos must be at least {len(CLASSES)} (one per class: {', '.join(CLASSES)}), "
                          f"got {videos}")
@@ -100,8 +103,11 @@ def plan_scenes(seed: int, videos: int = DEFAULT_VIDEOS, frames: int = DEFAULT_F
         raise ValueError(f"--frames must be at least {MIN_FRAMES} (two snippets), got {frames}")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if views < 1:
+        raise ValueError(f"--views must be at least 1, got {views}")
     labels = [_CYCLE[i % len(_CYCLE)] for i in range(videos)]
     seeds = np.random.SeedSequence(seed).generate_state(videos)
+    view_seeds = np.random.SeedSequence([seed, 7]).generate_state(views)
     held_out = {c: split_counts(labels.count(c), test_fraction) for c in CLASSES}
     seen = dict.fromkeys(CLASSES, 0)
     specs = []
@@ -114,7 +120,8 @@ def plan_scenes(seed: int, videos: int = DEFAULT_VIDEOS, frames: int = DEFAULT_F
             onset = int(frames * rng.uniform(0.2, 0.4))
             offset = onset + int(frames * rng.uniform(0.35, 0.5))
         name = f"{label.lower()}_{i:03d}"
-        specs.append(SceneSpec(name, label, split, frames, onset, offset, int(video_seed)))
+        specs.append(SceneSpec(name, label, split, frames, onset, offset, int(video_seed), i % views,
+                               int(view_seeds[i % views])))
     return specs
 
 
@@ -145,8 +152,10 @@ def _colour(rng: np.random.Generator, sat: tuple[int, int], val: tuple[int, int]
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def _street(rng: np.random.Generator, w: int, h: int) -> _Street:
-    """A textured street with lanes, kerbs and blocks, and the traffic on it (all random per video)."""
+def _street(view: np.random.Generator, rng: np.random.Generator, w: int, h: int) -> _Street:
+    """A textured street with lanes, kerbs and blocks (random per camera ``view``), and the traffic on it, the
+    lighting, the noise and the anomaly's spot (random per video, ``rng``)."""
+    rng, traffic = view, rng  # the street's layout and look come from the view
     base = np.array(_colour(rng, (10, 90), (70, 170)), np.float32)
     coarse = rng.normal(0, 18, (h // 20, w // 20, 1)).astype(np.float32)
     texture = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
@@ -168,6 +177,7 @@ def _street(rng: np.random.Generator, w: int, h: int) -> _Street:
     cv2.line(bg, (0, road_top), (w, road_top), (150, 150, 150), 2)
     cv2.line(bg, (0, road_bottom), (w, road_bottom), (150, 150, 150), 2)
 
+    rng = traffic
     movers = []
     lanes = ((road_top + mid) / 2, (mid + road_bottom) / 2)
     for _ in range(int(rng.integers(2, 6))):
@@ -228,7 +238,7 @@ def _arson(img: np.ndarray, rng: np.random.Generator, p: float, street: _Street,
     """A fire at the spot: grows over the window, flickers every frame, goes out at the end."""
     x, y = street.spot
     grow = min(1.0, 0.15 + 1.3 * p) * min(1.0, (1 - p) / 0.08)
-    r = 8 + 46 * grow
+    r = 10 + 60 * grow
     flames = [(x + rng.normal(0, 0.35 * r), y - rng.uniform(0, 1.2 * r), r * rng.uniform(0.25, 0.5),
                r * rng.uniform(0.5, 0.9)) for _ in range(6)]
     heat = _blobs(grid, flames) * rng.uniform(0.7, 1.0)
@@ -240,17 +250,18 @@ def _arson(img: np.ndarray, rng: np.random.Generator, p: float, street: _Street,
 
 def _fighting(img: np.ndarray, rng: np.random.Generator, t: int, spec: SceneSpec, street: _Street
               ) -> np.ndarray:
-    """Two pedestrians walk up to the spot, grapple erratically during the window, then walk apart."""
+    """Two pedestrians run in to the spot, grapple erratically during the window, then run off. They are near
+    the camera (twice a passer-by's size), as a fight that a camera should catch would be."""
     x, y = street.spot
-    size = 9.0
+    size = 16.0
     assert spec.onset is not None and spec.offset is not None
     if t < spec.onset:
-        gap = 12 + 0.6 * (spec.onset - t)
+        gap = 20 + 4.0 * (spec.onset - t)
     elif t >= spec.offset:
-        gap = 12 + 0.6 * (t - spec.offset)
+        gap = 20 + 4.0 * (t - spec.offset)
     else:
         gap = None
-    if gap is not None:  # walking: calm and upright
+    if gap is not None:  # running in or off: upright, off-screen a few seconds away from the fight
         _draw_person(img, x - gap, y, size, street.colours[0])
         _draw_person(img, x + gap, y, size, street.colours[1])
         return img
@@ -258,9 +269,9 @@ def _fighting(img: np.ndarray, rng: np.random.Generator, t: int, spec: SceneSpec
     ghost = out.copy()
     pos = []
     for k, side in enumerate((-1, 1)):
-        px, py = x + side * rng.uniform(2, 9) + rng.normal(0, 4), y + rng.normal(0, 3)
+        px, py = x + side * rng.uniform(4, 16) + rng.normal(0, 7), y + rng.normal(0, 5)
         pos.append((px, py))
-        _draw_person(ghost, px - side * rng.uniform(6, 14), py + rng.normal(0, 4), size, street.colours[k])
+        _draw_person(ghost, px - side * rng.uniform(10, 24), py + rng.normal(0, 7), size, street.colours[k])
     out = cv2.addWeighted(out, 0.5, ghost, 0.5, 0)  # motion blur: where they just were
     for k, (px, py) in enumerate(pos):
         _draw_person(out, px, py, size, street.colours[k])
@@ -268,13 +279,13 @@ def _fighting(img: np.ndarray, rng: np.random.Generator, t: int, spec: SceneSpec
             angle = rng.uniform(0, 2 * math.pi)
             sx, sy = int(px), int(py - 2.6 * size)
             hand = (int(sx + 2.2 * size * math.cos(angle)), int(sy + 2.2 * size * math.sin(angle)))
-            cv2.line(out, (sx, sy), hand, street.colours[k], 3, cv2.LINE_AA)
+            cv2.line(out, (sx, sy), hand, street.colours[k], 5, cv2.LINE_AA)
     if rng.random() < 0.5:  # an impact
-        cx, cy = int(x + rng.normal(0, 3)), int(y - 2.5 * size + rng.normal(0, 4))
+        cx, cy = int(x + rng.normal(0, 5)), int(y - 2.5 * size + rng.normal(0, 7))
         for _ in range(5):
             angle = rng.uniform(0, 2 * math.pi)
-            cv2.line(out, (cx, cy), (int(cx + 9 * math.cos(angle)), int(cy + 9 * math.sin(angle))),
-                     (235, 245, 255), 1, cv2.LINE_AA)
+            cv2.line(out, (cx, cy), (int(cx + 16 * math.cos(angle)), int(cy + 16 * math.sin(angle))),
+                     (235, 245, 255), 2, cv2.LINE_AA)
     return out
 
 
@@ -304,7 +315,7 @@ def _explosion(img: np.ndarray, rng: np.random.Generator, p: float, street: _Str
 def render_frames(spec: SceneSpec, width: int = WIDTH, height: int = HEIGHT) -> Iterator[np.ndarray]:
     """The frames of one video, [H, W, 3] uint8 BGR, deterministic per ``spec.seed``."""
     rng = np.random.default_rng(spec.seed)
-    street = _street(rng, width, height)
+    street = _street(np.random.default_rng(spec.view_seed), rng, width, height)
     grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     debris = rng.normal(0, 1, (14, 2)) * np.float32([1.0, 0.7]) - np.float32([0, 0.4])
     for t in range(spec.frames):
@@ -358,7 +369,7 @@ def write_scenes(out: Path, specs: list[SceneSpec], *, seed: int) -> dict:
         "fps": FPS, "width": WIDTH, "height": HEIGHT, "seed": seed, "classes": list(CLASSES),
         "window": "frames [onset_frame, offset_frame) are anomalous; null for normal videos",
         "videos": {s.name: {"label": s.label, "split": s.split, "frames": s.frames,
-                            "onset_frame": s.onset, "offset_frame": s.offset} for s in specs},
+                            "onset_frame": s.onset, "offset_frame": s.offset, "view": s.view} for s in specs},
     }
     (out / "gt.json").write_text(json.dumps(gt, indent=1) + "\n")
     return gt
@@ -372,13 +383,16 @@ def main(argv: list[str] | None = None) -> int:
                                                    f"{FAST_VIDEOS} with --fast)")
     parser.add_argument("--frames", type=int, help=f"frames per video (default {DEFAULT_FRAMES}, "
                                                    f"{FAST_FRAMES} with --fast)")
+    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS,
+                        help="camera views (streets) the videos share: held-out videos come from views seen in "
+                             f"training, as on a deployed camera (default {DEFAULT_VIEWS})")
     parser.add_argument("--fast", action="store_true", help="a small set for quick runs and tests")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     videos = args.videos or (FAST_VIDEOS if args.fast else DEFAULT_VIDEOS)
     frames = args.frames or (FAST_FRAMES if args.fast else DEFAULT_FRAMES)
     try:
-        specs = plan_scenes(args.seed, videos, frames)
+        specs = plan_scenes(args.seed, videos, frames, views=args.views)
     except ValueError as exc:
         parser.error(str(exc))
     write_scenes(args.out, specs, seed=args.seed)
