@@ -1,13 +1,15 @@
 """End-to-end device loop speed: frames/s and ms per stage for 1, 2, 4 cameras, tiny and real-size CLIP.
 
-    python bench/edge_fps.py --out bench/results/edge_fps.json [--sources tiny random] [--cameras 1 2 4]
-        [--seconds 10] [--encode-every 4] [--threads N] [--video FILE]
+    python bench/edge_fps.py --out bench/results/edge_fps.json [--sources tiny random | --bundle DIR]
+        [--precision fp32 int8] [--cameras 1 2 4] [--seconds 10] [--encode-every 4] [--threads N] [--video FILE]
 
 Runs ``edge.pipeline.Pipeline`` as the device does (capture threads, batched CLIP encoder, ring buffers, head,
 smoother, events to a JSON-lines file) on N copies of a real video read as fast as the loop takes frames (no
 pacing, nothing dropped), for ``--seconds`` per configuration. ``random`` is the real ViT-B/16 with random weights
 (the speed is real, the features are not); the head is the default-size causal student (random weights). The
-bundles are built once into ``--cache``. Prints a table and writes the figures as JSON.
+bundles are built once into ``--cache``; ``--bundle DIR`` measures a trained bundle instead, and with a calibrated
+one (``python -m calibration.calibrate``) ``--precision int8`` runs the models that passed their INT8 gate.
+Prints a table and writes the figures as JSON.
 
 "encoded fps" counts the frames that went through CLIP, over all cameras; a camera at F frames/s needs F / K of
 them (K = encode_every), so "camera fps supported" = encoded fps x K / cameras.
@@ -32,7 +34,7 @@ import onnxruntime
 from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
 from edge.capture import CaptureOptions, parse_source
 from edge.config import RuntimeConfig
-from edge.pipeline import JsonlSink, Pipeline, open_models
+from edge.pipeline import JsonlSink, Pipeline, model_precisions, open_models
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_VIT_B16
 from edge.smoother import SmootherParams
 from train.labels import label_map
@@ -88,9 +90,10 @@ def cached_bundle(cache: Path, clip: str, encode_every: int) -> Path:
     return path
 
 
-def measure(bundle: Path, video: Path, cameras: int, seconds: float, threads: int | None, batch: int) -> dict:
+def measure(bundle: Path, video: Path, cameras: int, seconds: float, threads: int | None, batch: int,
+            precision: str = "fp32") -> dict:
     """Run the loop on ``cameras`` copies of ``video`` for ``seconds``; the run's stats message."""
-    runtime = RuntimeConfig(threads=threads, clip_batch=batch)
+    runtime = RuntimeConfig(threads=threads, clip_batch=batch, precision=precision)
     models = open_models(load_bundle(bundle, verify_hashes=False), runtime)
     models.clip.run({CLIP_INPUT_NAME: np.zeros((batch, 3, 224, 224), np.float32)})  # warm-up
     specs = [parse_source(f"cam{i}={video}") for i in range(cameras)]
@@ -114,7 +117,11 @@ def measure(bundle: Path, video: Path, cameras: int, seconds: float, threads: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/edge_fps.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--sources", nargs="+", default=["tiny", "random"], choices=["tiny", "random"])
+    parser.add_argument("--sources", nargs="+", default=["tiny", "random"], choices=["tiny", "random"],
+                        help="CLIP sources of the random-weight bundles built into --cache")
+    parser.add_argument("--bundle", type=Path, default=None, help="measure this bundle instead of --sources")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "int8"],
+                        help="runtime.precision values to measure, each in turn (int8 needs a calibrated --bundle)")
     parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=10.0, help="run time per configuration")
     parser.add_argument("--encode-every", type=int, default=4)
@@ -130,26 +137,41 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("edge.pipeline", "edge.capture", "edge.bundle", "edge.backends.onnxruntime"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
+    if args.bundle is not None:
+        if not (args.bundle / MANIFEST).is_file():
+            parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export)")
+        loaded = load_bundle(args.bundle, verify_hashes=False)
+        if "int8" in args.precision and not any(
+                p == "int8" for p in model_precisions(loaded, RuntimeConfig(precision="int8")).values()):
+            parser.error(f"--precision int8: no model of {args.bundle} passed its INT8 gate "
+                         f"(python -m calibration.calibrate --bundle {args.bundle})")
+        bundles = [(args.bundle, loaded.manifest.clip.source, loaded.encode_every)]
+    elif "int8" in args.precision:
+        parser.error("--precision int8 needs a calibrated --bundle (the bundles built from --sources are float)")
+    else:
+        bundles = [(cached_bundle(args.cache, s, args.encode_every), s, args.encode_every) for s in args.sources]
+
     rows = []
-    for source in args.sources:
-        bundle = cached_bundle(args.cache, source, args.encode_every)
-        for cameras in args.cameras:
-            row = {"clip": source, **measure(bundle, args.video, cameras, args.seconds, args.threads, args.batch)}
-            row["camera_fps_supported"] = round(row["encoded_fps"] * args.encode_every / cameras, 2)
-            log.info("%s", row)
-            rows.append(row)
+    for bundle, source, encode_every in bundles:
+        for precision in args.precision:
+            for cameras in args.cameras:
+                row = {"clip": source, "precision": precision,
+                       **measure(bundle, args.video, cameras, args.seconds, args.threads, args.batch, precision)}
+                row["camera_fps_supported"] = round(row["encoded_fps"] * encode_every / cameras, 2)
+                log.info("%s", row)
+                rows.append(row)
 
     stages = ("preprocess", "clip", "head", "smoother", "publish")
-    print(f"\n{'clip':7} {'cams':>4} {'enc fps':>8} {'cam fps':>8}  " + " ".join(f"{s:>10}" for s in stages)
+    print(f"\n{'clip':7} {'prec':5} {'cams':>4} {'enc fps':>8} {'cam fps':>8}  " + " ".join(f"{s:>10}" for s in stages)
           + "   (ms per frame / snippet / event)")
     for r in rows:
-        print(f"{r['clip']:7} {r['cameras']:>4} {r['encoded_fps']:>8.1f} {r['camera_fps_supported']:>8.1f}  "
-              + " ".join(f"{r['ms_per_item'][s]:>10.2f}" for s in stages))
+        print(f"{r['clip']:7} {r['precision']:5} {r['cameras']:>4} {r['encoded_fps']:>8.1f} "
+              f"{r['camera_fps_supported']:>8.1f}  " + " ".join(f"{r['ms_per_item'][s]:>10.2f}" for s in stages))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "load_average_1min": round(os.getloadavg()[0], 2), "onnxruntime": onnxruntime.__version__},
-        "encode_every": args.encode_every, "batch": args.batch, "threads": args.threads, "video": args.video.name,
+        "encode_every": bundles[0][2], "batch": args.batch, "threads": args.threads, "video": args.video.name,
         "rows": rows}, indent=2) + "\n")
     log.info("wrote %s", args.out)
     return 0

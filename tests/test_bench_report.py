@@ -47,7 +47,8 @@ def results() -> dict:
                                         "cameras": 1},
                                        {"clip": "random", "precision": "int8", "bundle": "ucf-random",
                                         "cameras": 0}]},
-        "alert": {"anomalies": 3, "hits": 2, "latency_snippets_mean": 2.5, "latency_seconds_mean": 2.5},
+        "alert": {"anomalies": 3, "hits": 2, "latency_snippets_mean": 2.5, "latency_seconds_mean": 2.5,
+                  "realtime": {"videos": 3, "alerts": 2, "latency_seconds_mean": 3.25, "latency_seconds_max": 4.0}},
         "bound": {"gemm_gflops": 100.0, "clip_gflop_per_image": 35.2, "best_runtime": "onnxruntime fp32 batch 8",
                   "best_images_per_s": 3.0, "achieved_gflops": 105.6, "images_per_s_at_peak": 2.84,
                   "fraction_of_peak": 1.056},
@@ -108,7 +109,7 @@ def test_summary_rows_pick_the_headline_figures() -> None:
     assert rows["CLIP ViT-B/16 onnxruntime fp32 b8"] == "3.00 images/s (x1.50 torch eager)"
     assert rows["INT8 u8s8 head b8"] == "x2.00 vs fp32"
     assert rows["edge tiny CLIP, 2 cam"] == "60.0 encoded frames/s"
-    assert rows["alert latency"] == "2.5 snippets (2.5 s), hits 2/3"
+    assert rows["alert latency"] == "2.5 snippets (2.5 s of video, 3.2 s onset to MQTT in real time), hits 2/3"
     no_hit = dict(summary_rows({"alert": {"anomalies": 3, "hits": 0, "events_total": 1}}))
     assert no_hit["alert latency"] == "no alert on the 3 held-out anomalies (1 events)"
     assert rows["ViT-B/16 vs GEMM peak"] == "105.6 % of 100 GFLOP/s"

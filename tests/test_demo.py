@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from train.demo import busiest_interval
+from datetime import datetime, timezone
+
+from train.demo import busiest_interval, realtime_latency, score_events
 
 
 def _stats(interval: float, fps: list[float], ms: float, calls: int) -> dict:
@@ -12,3 +14,34 @@ def test_summary_reads_the_busiest_interval_not_the_closing_one() -> None:
     stats = [_stats(5.0, [2.0, 3.0], 40.0, 10), _stats(5.0, [4.0, 4.5], 35.5, 12), _stats(0.004, [0.0, 0.0], 0.0, 0)]
     assert busiest_interval(stats) == {"interval_s": 5.0, "cameras": 2, "fps_total": 8.5,
                                        "ms_per_item": {"clip": 35.5}}
+
+
+def _start(camera: str, frame_start: int, frame_detected: int, category: str = "Arson", event_id: str = "e1",
+           start_time: str = "2026-01-01T00:00:10.000Z") -> dict:
+    return {"type": "start", "camera": camera, "frame_start": frame_start, "frame_detected": frame_detected,
+            "category": category, "event_id": event_id, "start_time": start_time}
+
+
+GT = {"arson_001": {"label": "Arson", "onset_frame": 64, "offset_frame": 160},
+      "normal_000": {"label": "Normal", "onset_frame": None, "offset_frame": None}}
+
+
+def test_events_are_scored_against_the_rendered_windows() -> None:
+    events = [_start("arson_001", 300, 320, event_id="late"),  # after the window: a false alarm
+              _start("arson_001", 80, 127, "Fighting", "second"), _start("arson_001", 60, 111, "Arson", "first"),
+              _start("normal_000", 16, 47, event_id="fa")]
+    s = score_events(events, GT)
+    # a second start inside the same window is a duplicate alert: counted as a false alarm too
+    assert (s["anomalies"], s["hits"], s["misses"], s["false_alarms"]) == (1, 1, 0, 3)
+    assert s["category_accuracy"] == 1.0  # the first detected start (frame 111) says Arson
+    assert s["latency_snippets_mean"] == (111 - 64) / 16
+    assert score_events([], GT)["misses"] == 1
+
+
+def test_realtime_latency_runs_from_the_onset_frame_to_the_arrival() -> None:
+    # frame 48 shown at 00:00:10 (16 fps): the onset frame 64 at 00:00:11; the start arrived at 00:00:14.5
+    event = _start("arson_001", 48, 111, start_time="2026-01-01T00:00:10.000Z")
+    arrived = datetime(2026, 1, 1, 0, 0, 14, 500000, tzinfo=timezone.utc).timestamp()
+    got = realtime_latency([event], {("e1", "start"): arrived}, {"arson_001": GT["arson_001"]})
+    assert got == {"videos": 1, "alerts": 1, "latency_seconds_mean": 3.5, "latency_seconds_max": 3.5}
+    assert realtime_latency([], {}, {"arson_001": GT["arson_001"]})["alerts"] == 0
