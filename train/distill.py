@@ -13,6 +13,9 @@ logit) and P_c (softmax of the level-mean logits) are the soft targets of EVERY 
     contain the teacher's peak snippet (a fraction ``loss.peak_fraction`` of them; the other anomalous windows
     are sampled anywhere and get the soft targets only).
 
+Each term has its weight in ``loss``; configs/distill/default.yaml turns the video-level ones off (they trade
+the student's fidelity to the teacher for AP, measured there), configs/distill/demo.yaml keeps them.
+
 Why the level-mean and not level to level: the teacher has more levels than the student and its top level
 attends globally, past and future; a causal level cannot follow it, and the teacher's single levels are noisier
 than their fusion, which is what the papers evaluate. Matching every student level to the fused output gives each
