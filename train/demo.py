@@ -147,7 +147,8 @@ class Received:
 def subscribe(host: str, port: int, prefix: str, received: Received) -> object:
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-viewer-{os.getpid()}")
+    viewer_id = f"demo-viewer-{os.getpid()}-{prefix.replace('/', '-')}"  # one per prefix: a shared id would flap
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=viewer_id)
 
     def on_connect(client, userdata, flags, reason, properties) -> None:
         client.subscribe(f"{prefix}/#", qos=1)
