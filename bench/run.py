@@ -12,7 +12,7 @@ gets written.
 Modes (times on 2 busy CPU cores): ``--smoke`` ~4 min (plumbing only, untrained models, a 10 s soak of 1 and 2
 cameras); ``--quick`` < 20 min (UCF layout at scale 0.03, 5 + 5 teacher epochs, 40 of the test videos, tiny CLIP
 end to end, one short real-size ViT-B/16 throughput measurement, a 30 s soak of 1, 2, 4 tiny-CLIP cameras);
-``--full`` ~4-6 h (UCF and XD, all test videos, the paper's ablations, real-size CLIP end to end and its INT8
+``--full`` ~3 h (UCF and XD, all test videos, the paper's ablations, real-size CLIP end to end and its INT8
 calibration, the 300 s soak of 1..16 cameras, tiny and real-size CLIP, and the calibrated bundle fp32 vs INT8).
 """
 from __future__ import annotations
@@ -38,6 +38,10 @@ from train.paths import PROJECT_ROOT, shared_data_dir
 log = logging.getLogger("bench.run")
 
 FRAMES = 16  # per snippet
+# Summed from the stages timed one by one on 2 idle cores (teacher UCF 1.8 min, distillation + streaming evaluation
+# UCF 10 min, real-size CLIP INT8 calibration 5-10 min, demo 10-15 min; XD about twice UCF), soak from its plan.
+FULL_EXPECTED = ("~3 h on 2 CPU cores: soak ~1 h, teachers and ablations of both layouts ~45 min, distillation and "
+                 "streaming evaluation ~30 min, real-size CLIP export, INT8 calibration and the demo ~30 min")
 SCENE_FPS = 16.0  # train.scenes renders at 16 fps: one snippet is one second
 
 
@@ -75,17 +79,17 @@ class Plan:
             return cls(mode, ("ucf",), 0.02, ("optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=64",
                                                "plot_videos=0"),
                        (), ("epochs=1",), ("optim.epochs=1", "crops=1"), ("tiny",), 0.5, "tiny", (1, 2), 2.0,
-                       "tiny", 16, False, (4, 2), "~4", ("tiny",), (1, 2), 10.0, False)
+                       "tiny", 16, False, (4, 2), "~4 min", ("tiny",), (1, 2), 10.0, False)
         if mode == "quick":
             # the last epoch: at scale 0.03 a held-out tenth (4 videos) would pick epochs by chance
             return cls(mode, ("ucf",), 0.03, ("optim.epochs_stage1=5", "optim.epochs_stage2=5", "plot_videos=0",
                                                "data.val_fraction=0"), (),
                        (), ("optim.epochs=8", "crops=2"),
-                       ("tiny", "random"), 1.0, "tiny", (1, 2, 4, 8), 4.0, "tiny", 32, True, (24, 16), "< 20",
+                       ("tiny", "random"), 1.0, "tiny", (1, 2, 4, 8), 4.0, "tiny", 32, True, (24, 16), "< 20 min",
                        ("tiny",), (1, 2, 4), 30.0, False)
         if mode == "full":
             return cls(mode, ("ucf", "xd"), 0.1, (), ablations, (), (), ("tiny", "random"), 5.0, "random",
-                       (1, 2, 4, 8), 10.0, "random", 256, True, None, "~4-6 h on 2 CPU cores (minutes on one GPU)",
+                       (1, 2, 4, 8), 10.0, "random", 256, True, None, FULL_EXPECTED,
                        ("tiny", "random"), (1, 2, 4, 8, 16), 300.0, True)
         raise ValueError(f"mode {mode!r}: expected smoke, quick or full")
 
@@ -453,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = args.work or PROJECT_ROOT / "bench" / "results" / "tmp" / f"work-{out.name}"
     steps = Steps(out / "logs")
-    log.info("bench %s -> %s (expected %s min)", plan.mode, out, plan.expected_minutes)
+    log.info("bench %s -> %s (expected %s)", plan.mode, out, plan.expected_minutes)
     started = time.perf_counter()
     results: dict = {"mode": plan.mode, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                      "machine": machine(), "plan": {"scale": plan.scale, "teacher": plan.teacher, "mil": plan.mil,
