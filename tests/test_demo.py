@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
+import jsonschema
+import pytest
+
+from edge.events import event_schema
 from train.demo import busiest_interval, realtime_latency, score_events
 
 
@@ -22,6 +30,7 @@ def _start(camera: str, frame_start: int, frame_detected: int, category: str = "
             "category": category, "event_id": event_id, "start_time": start_time}
 
 
+ROOT = Path(__file__).resolve().parents[1]
 GT = {"arson_001": {"label": "Arson", "onset_frame": 64, "offset_frame": 160},
       "normal_000": {"label": "Normal", "onset_frame": None, "offset_frame": None}}
 
@@ -45,3 +54,29 @@ def test_realtime_latency_runs_from_the_onset_frame_to_the_arrival() -> None:
     got = realtime_latency([event], {("e1", "start"): arrived}, {"arson_001": GT["arson_001"]})
     assert got == {"videos": 1, "alerts": 1, "latency_seconds_mean": 3.5, "latency_seconds_max": 3.5}
     assert realtime_latency([], {}, {"arson_001": GT["arson_001"]})["alerts"] == 0
+
+
+@pytest.mark.slow
+def test_fast_demo_detects_held_out_scenes_end_to_end(shared_data: Path, mosquitto_bin: str, tmp_path: Path) -> None:
+    """`make demo FAST=1` for real: render, tiny-CLIP features, teacher, student, bundle, edge/run.py over a real
+    mosquitto, then one anomaly per class paced in real time. The held-out anomalies are alerted with the right
+    category, soon after their onset, and every event that starts also ends."""
+    work = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "train.demo", "--fast", "--work", str(work), "--no-samples"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["anomalies"] == 6 and summary["hits"] >= 4, summary
+    assert summary["category_accuracy"] >= 0.75, summary
+    assert summary["latency_snippets_max"] <= 8, summary  # snippets from the rendered onset to the alert
+    assert summary["events_over_mqtt"] == summary["events_total"] > 0  # every event written also arrived
+    assert summary["realtime"]["alerts"] >= 2 and summary["realtime"]["latency_seconds_max"] < 10, summary
+
+    events = [json.loads(line) for line in (work / "events.jsonl").read_text().splitlines()]
+    schema = event_schema()
+    for event in events:
+        jsonschema.validate(event, schema)
+    by_id: dict[str, list[str]] = {}
+    for event in events:
+        by_id.setdefault(event["event_id"], []).append(event["type"])
+    assert all(types[0] == "start" and types[-1] == "end" for types in by_id.values()), by_id
