@@ -90,6 +90,12 @@ def cached_bundle(cache: Path, clip: str, encode_every: int) -> Path:
     return path
 
 
+def int8_models(bundle: Path) -> list[str]:
+    """The models of ``bundle`` that ``runtime.precision: int8`` runs in INT8 (their INT8 flavour passed its gate)."""
+    precisions = model_precisions(load_bundle(bundle, verify_hashes=False), RuntimeConfig(precision="int8"))
+    return sorted(model for model, precision in precisions.items() if precision == "int8")
+
+
 def measure(bundle: Path, video: Path, cameras: int, seconds: float, threads: int | None, batch: int,
             precision: str = "fp32") -> dict:
     """Run the loop on ``cameras`` copies of ``video`` for ``seconds``; the run's stats message."""
@@ -140,11 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.bundle is not None:
         if not (args.bundle / MANIFEST).is_file():
             parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export)")
-        loaded = load_bundle(args.bundle, verify_hashes=False)
-        if "int8" in args.precision and not any(
-                p == "int8" for p in model_precisions(loaded, RuntimeConfig(precision="int8")).values()):
+        if "int8" in args.precision and not int8_models(args.bundle):
             parser.error(f"--precision int8: no model of {args.bundle} passed its INT8 gate "
                          f"(python -m calibration.calibrate --bundle {args.bundle})")
+        loaded = load_bundle(args.bundle, verify_hashes=False)
         bundles = [(args.bundle, loaded.manifest.clip.source, loaded.encode_every)]
     elif "int8" in args.precision:
         parser.error("--precision int8 needs a calibrated --bundle (the bundles built from --sources are float)")

@@ -38,8 +38,9 @@ from train.paths import PROJECT_ROOT, shared_data_dir
 log = logging.getLogger("bench.run")
 
 FRAMES = 16  # per snippet
-# Summed from the stages timed one by one on 2 idle cores (teacher UCF 1.8 min, distillation + streaming evaluation
-# UCF 10 min, real-size CLIP INT8 calibration 5-10 min, demo 10-15 min; XD about twice UCF), soak from its plan.
+# An estimate, summed from stages timed one by one on 2 cores: UCF teacher 1.8 min and UCF distillation + streaming
+# evaluation 10 min (idle), real-size CLIP INT8 calibration 9.5 min and the demo 32 min (cores shared with other
+# jobs); XD taken as twice UCF (not timed); the soak from its plan (300 s per camera count).
 FULL_EXPECTED = ("~3 h on 2 CPU cores: soak ~1 h, teachers and ablations of both layouts ~45 min, distillation and "
                  "streaming evaluation ~30 min, real-size CLIP export, INT8 calibration and the demo ~30 min")
 SCENE_FPS = 16.0  # train.scenes renders at 16 fps: one snippet is one second

@@ -43,9 +43,10 @@ if __package__ in (None, ""):  # run as a file: make the project importable
 from edge.bundle import MANIFEST, load_bundle  # noqa: E402
 from edge.capture import CaptureOptions, parse_source  # noqa: E402
 from edge.config import RuntimeConfig  # noqa: E402
-from edge.pipeline import Pipeline, model_precisions, open_models  # noqa: E402
+from edge.pipeline import Pipeline, open_models  # noqa: E402
 from edge.events import FRAMES_PER_SNIPPET  # noqa: E402
 from train.paths import shared_data_dir  # noqa: E402
+from bench.edge_fps import int8_models  # noqa: E402
 
 log = logging.getLogger("bench.soak")
 
@@ -102,12 +103,6 @@ def summarise(samples: list[dict[str, Any]], max_drop: float) -> dict[str, Any]:
         "scored_fraction": round(scored_fraction, 3),
         "real_time": drop_fraction <= max_drop and produced_snippets - snippets <= unscored_allowed,
     }
-
-
-def int8_models(bundle: Path) -> list[str]:
-    """The models of ``bundle`` that ``runtime.precision: int8`` runs in INT8 (their INT8 flavour passed its gate)."""
-    precisions = model_precisions(load_bundle(bundle, verify_hashes=False), RuntimeConfig(precision="int8"))
-    return sorted(model for model, precision in precisions.items() if precision == "int8")
 
 
 def soak_one(bundle: Path, video: Path, cameras: int, seconds: float, *, threads: int | None, batch: int,

@@ -26,14 +26,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from train.data import save_ground_truth
+from train.scenes import FPS as SCENE_FPS
 from train.paths import PROJECT_ROOT, shared_data_dir
 
 log = logging.getLogger("demo")
@@ -218,11 +219,9 @@ def score_events(events: list[dict], gt: dict, tolerance: int = 2 * FRAMES) -> d
 
 
 def realtime_latency(events: list[dict], arrivals: dict[tuple[str, str], float], gt: dict,
-                     fps: float = 16.0) -> dict:
+                     fps: float = SCENE_FPS) -> dict:
     """Seconds from the rendered onset to the arrival of the first matching ``start`` over MQTT, for streams
     paced in real time (the event's ``start_time`` is the wall time of its ``frame_start``)."""
-    from datetime import datetime
-
     seconds: list[float] = []
     for name, info in gt.items():
         starts = matching_starts([e for e in events if e["type"] == "start" and e["camera"] == name], info)
