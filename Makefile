@@ -29,23 +29,23 @@ test-fast: setup
 synth: data/ucf/dataset.json data/xd/dataset.json
 
 data/%/dataset.json: | $(STAMP)
-	$(PYTHON) -m train.synth --layout $* --seed 0 --out data/$*
+	$(PYTHON) -m train.data.synth --layout $* --seed 0 --out data/$*
 
 baseline: setup data/ucf/dataset.json data/xd/dataset.json
-	$(PYTHON) -m train.baseline --data data/ucf --out runs/mil_ucf
-	$(PYTHON) -m train.baseline --data data/xd --out runs/mil_xd
+	$(PYTHON) -m train.training.baseline --data data/ucf --out runs/mil_ucf
+	$(PYTHON) -m train.training.baseline --data data/xd --out runs/mil_xd
 
 train: setup data/ucf/dataset.json
-	$(PYTHON) -m train.train --config configs/train/ucf.yaml
+	$(PYTHON) -m train.training.teacher --config configs/train/ucf.yaml
 
 train-xd: setup data/xd/dataset.json
-	$(PYTHON) -m train.train --config configs/train/xd.yaml
+	$(PYTHON) -m train.training.teacher --config configs/train/xd.yaml
 
 distill: setup
-	$(PYTHON) -m train.distill --teacher runs/teacher_ucf --config configs/distill/default.yaml out=runs/student_ucf
+	$(PYTHON) -m train.training.distill --teacher runs/teacher_ucf --config configs/distill/default.yaml out=runs/student_ucf
 
 export: setup
-	$(PYTHON) -m train.export --run runs/student_ucf --out bundle/
+	$(PYTHON) -m train.export.bundle --run runs/student_ucf --out bundle/
 
 calibrate: setup
 	$(PYTHON) -m calibration.calibrate --bundle $(or $(BUNDLE),bundle/) $(foreach s,$(SOURCE),--source $(s)) $(if $(DATA_DIR),--data $(DATA_DIR))
@@ -55,10 +55,10 @@ engine:
 	python3 -m calibration.engine --bundle $(or $(BUNDLE),bundle/)
 
 demo: setup
-	$(PYTHON) -m train.demo $(if $(FAST),--fast)
+	$(PYTHON) -m showcase.demo $(if $(FAST),--fast)
 
 demo-fast: setup
-	$(PYTHON) -m train.demo --fast
+	$(PYTHON) -m showcase.demo --fast
 
 bench: setup
 	$(PYTHON) -m bench.run --full --out bench/results/$(shell date +%F)

@@ -27,8 +27,8 @@ if __package__ in (None, ""):  # run as a file: make the project importable
 from bench.timing import median_seconds  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.preprocess import CLIP_INPUT_NAME, preprocess
-from train.clip_visual import load_clip_visual
-from train.export_clip import export_onnx, sample_frames
+from train.models.clip_visual import load_clip_visual
+from train.export.clip import export_onnx, sample_frames
 
 log = logging.getLogger("bench.clip_throughput")
 

@@ -37,11 +37,11 @@ from edge.config import RuntimeConfig
 from edge.pipeline import JsonlSink, Pipeline, model_precisions, open_models
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_VIT_B16
 from edge.smoother import SmootherParams
-from train.labels import label_map
+from train.data.labels import label_map
 from train.paths import shared_data_dir
 
 if TYPE_CHECKING:
-    from train.student import StudentConfig
+    from train.models.student import StudentConfig
 
 log = logging.getLogger("bench.edge_fps")
 
@@ -49,13 +49,13 @@ log = logging.getLogger("bench.edge_fps")
 def build_random_bundle(out: Path, *, clip: str, student: StudentConfig, classes: tuple[str, ...], encode_every: int,
                         smoother: SmootherParams, seed: int = 0) -> Path:
     """A bundle of random-weight models (``clip``: 'tiny' or 'random'; ``student``: a StudentConfig), written with
-    train/export_clip.py, train/export.py's ``export_head`` and ``edge.bundle.Manifest``. For tests and benchmarks:
-    ``train.export.export_bundle`` needs a distilled run."""
+    train/export/clip.py, train/export/bundle.py's ``export_head`` and ``edge.bundle.Manifest``. For tests and benchmarks:
+    ``train.export.bundle.export_bundle`` needs a distilled run."""
     import torch
 
-    from train.export import export_head
-    from train.export_clip import export_clip
-    from train.student import Student
+    from train.export.bundle import export_head
+    from train.export.clip import export_clip
+    from train.models.student import Student
 
     out.mkdir(parents=True, exist_ok=True)
     export_clip(clip, out / "clip_visual.onnx", seed=seed, verify_frames=2)
@@ -80,7 +80,7 @@ def build_random_bundle(out: Path, *, clip: str, student: StudentConfig, classes
 
 
 def cached_bundle(cache: Path, clip: str, encode_every: int) -> Path:
-    from train.student import StudentConfig
+    from train.models.student import StudentConfig
 
     path = cache / f"bundle-{clip}-k{encode_every}"
     if not (path / MANIFEST).is_file():
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.bundle is not None:
         if not (args.bundle / MANIFEST).is_file():
-            parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export)")
+            parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export.bundle)")
         if "int8" in args.precision and not int8_models(args.bundle):
             parser.error(f"--precision int8: no model of {args.bundle} passed its INT8 gate "
                          f"(python -m calibration.calibrate --bundle {args.bundle})")

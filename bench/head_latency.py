@@ -30,9 +30,9 @@ from bench.timing import median_seconds  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.bundle import load_bundle
 from edge.configfile import load_config
-from train.distill import DistillConfig, student_config
-from train.export import export_head
-from train.student import Student
+from train.training.distill import DistillConfig, student_config
+from train.export.bundle import export_head
+from train.models.student import Student
 
 log = logging.getLogger("bench.head_latency")
 ROOT = Path(__file__).resolve().parents[1]

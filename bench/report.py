@@ -262,7 +262,7 @@ def report_markdown(results: dict, plots: Sequence[str] = ()) -> str:
              f"{m.get('load_average_1min')}), torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}; "
              f"total {fmt(results.get('total_seconds'), 0)} s. Full mode's expected time: "
              f"{plan.get('expected_full', '–')}.", "",
-             "Accuracy is measured on the feature benchmark generated from the real layouts (`train.synth`, "
+             "Accuracy is measured on the feature benchmark generated from the real layouts (`train.data.synth`, "
              f"scale {plan.get('scale')}); the papers' rows are on the real features and are a "
              f"{PUBLISHED_NOTE}: they give the scale of the figures, not a comparison. AUC / AP in %, mAP in % "
              "(IoU 0.1..0.5; *corrected* leaves out the always-zero normal class). The INT8 rows are the "

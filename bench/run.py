@@ -2,8 +2,8 @@
 
     python -m bench.run --smoke|--quick|--full [--out bench/results/<date>] [--no-readme]
 
-Every stage is the command a user types (``python -m train.synth``, ``train.baseline``, ``train.train``,
-``train.distill``, ``train.export``, ``calibration.calibrate``, ``bench/*.py``, ``train.demo``), run as a
+Every stage is the command a user types (``python -m train.data.synth``, ``train.training.baseline``, ``train.training.teacher``,
+``train.training.distill``, ``train.export.bundle``, ``calibration.calibrate``, ``bench/*.py``, ``showcase.demo``), run as a
 child process so its wall time and peak memory (RSS, from ``wait4``) are its own. Figures are gathered into
 ``<out>/results.json`` (the datasets, runs and bundles go to ``--work``); :mod:`bench.report` turns that into ``report.md``, plots and a printed summary table,
 and rewrites the README's results block. A stage that fails is recorded with its error and the report still
@@ -43,7 +43,7 @@ FRAMES = 16  # per snippet
 # jobs); XD taken as twice UCF (not timed); the soak from its plan (300 s per camera count).
 FULL_EXPECTED = ("~3 h on 2 CPU cores: soak ~1 h, teachers and ablations of both layouts ~45 min, distillation and "
                  "streaming evaluation ~30 min, real-size CLIP export, INT8 calibration and the demo ~30 min")
-SCENE_FPS = 16.0  # train.scenes renders at 16 fps: one snippet is one second
+SCENE_FPS = 16.0  # showcase.scenes renders at 16 fps: one snippet is one second
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def read_json(path: Path) -> dict:
 
 
 def accuracy_row(metrics: dict) -> dict[str, float]:
-    """The four headline figures of a metrics dict (train.metrics.evaluate_scores): AUC / AP in %, mAP in %."""
+    """The four headline figures of a metrics dict (train.evaluation.metrics.evaluate_scores): AUC / AP in %, mAP in %."""
     return {"auc": 100 * metrics["auc"], "ap": 100 * metrics["ap"], "map_avg": metrics["map"]["avg"],
             "map_corrected_avg": metrics["map_corrected"]["avg"]}
 
@@ -174,7 +174,7 @@ def subset_test(data: Path, out: Path, anomalous: int, normal: int) -> Path:
     cut to match); the training list and the feature files are shared (symlinks)."""
     import csv
 
-    from train.data import load_ground_truth, save_ground_truth
+    from train.data.release import load_ground_truth, save_ground_truth
 
     truth = load_ground_truth(data)
     is_anomalous = [bool(truth.frames_of(i).any()) for i in range(len(truth.names))]
@@ -225,7 +225,7 @@ def curves_and_timelines(data_dir: Path, runs: dict[str, Path], videos: int = 3)
     """ROC / PR curves of each run's snippet scores (``scores.npz``) and score timelines of a few test videos."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    from train.data import load_ground_truth
+    from train.data.release import load_ground_truth
 
     truth = load_ground_truth(data_dir)
     curves: dict[str, dict] = {}
@@ -254,7 +254,7 @@ def curves_and_timelines(data_dir: Path, runs: dict[str, Path], videos: int = 3)
 def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: dict) -> None:
     data = work / "data" / layout
     if not (data / "dataset.json").is_file():
-        steps.run(f"synth {layout}", py("-m", "train.synth", "--layout", layout, "--seed", "0", "--scale",
+        steps.run(f"synth {layout}", py("-m", "train.data.synth", "--layout", layout, "--seed", "0", "--scale",
                                          str(plan.scale), "--out", str(data), "--force"))
     if plan.test_videos is not None:
         data = subset_test(data, work / "data" / f"{layout}-test{sum(plan.test_videos)}", *plan.test_videos)
@@ -265,7 +265,7 @@ def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: d
     runs = work / "runs"
 
     mil = runs / f"mil_{layout}"
-    step = steps.run(f"MIL baseline {layout}", py("-m", "train.baseline", "--data", str(data), "--out", str(mil),
+    step = steps.run(f"MIL baseline {layout}", py("-m", "train.training.baseline", "--data", str(data), "--out", str(mil),
                                                   *plan.mil))
     m = read_json(mil / "metrics.json")
     if m:
@@ -279,7 +279,7 @@ def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: d
     score_runs = {"MIL baseline": mil}
     for name, extra in teachers:
         out = runs / f"{layout}_{name.split(' (')[0].replace(' ', '_').replace('>', '').replace('-', '')}"
-        step = steps.run(f"{name} {layout}", py("-m", "train.train", "--config", config, f"data.dir={data}",
+        step = steps.run(f"{name} {layout}", py("-m", "train.training.teacher", "--config", config, f"data.dir={data}",
                                                 f"out={out}", *plan.teacher, *extra))
         m = read_json(out / "metrics.json")
         if not m:
@@ -292,7 +292,7 @@ def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: d
                          "peak_rss_mb": step.peak_rss_mb})
 
     teacher, student = runs / f"{layout}_CPLVAD_teacher", runs / f"student_{layout}"
-    step = steps.run(f"distill {layout}", py("-m", "train.distill", "--teacher", str(teacher), "--config",
+    step = steps.run(f"distill {layout}", py("-m", "train.training.distill", "--teacher", str(teacher), "--config",
                                              "configs/distill/default.yaml", f"out={student}", *plan.distill))
     m = read_json(student / "metrics.json")
     for key, name in (("student_offline", "student offline"), ("student_streaming", "student streaming")):
@@ -326,7 +326,7 @@ def int8_stage(steps: Steps, plan: Plan, layout: str, data: Path, student: Path,
     bundle = work / "bundles" / f"{layout}-{plan.int8_clip}"
     if bundle.exists():
         shutil.rmtree(bundle)
-    step = steps.run(f"export {layout}", py("-m", "train.export", "--run", str(student), "--out", str(bundle),
+    step = steps.run(f"export {layout}", py("-m", "train.export.bundle", "--run", str(student), "--out", str(bundle),
                                             "--clip", plan.int8_clip, "--encode-every", "4"))
     if not step.ok:
         return {}
@@ -396,9 +396,9 @@ def soak_stage(steps: Steps, plan: Plan, work: Path, results: dict) -> None:
 
 
 def alert_stage(steps: Steps, work: Path, results: dict, fast: bool) -> None:
-    """edge/run.py on rendered scenes with known onsets, events over a local mosquitto (train.demo)."""
+    """edge/run.py on rendered scenes with known onsets, events over a local mosquitto (showcase.demo)."""
     demo = work / "demo"
-    steps.run("alert latency (demo)", py("-m", "train.demo", *(["--fast"] if fast else []), "--work", str(demo),
+    steps.run("alert latency (demo)", py("-m", "showcase.demo", *(["--fast"] if fast else []), "--work", str(demo),
                                          "--no-samples"))
     summary = read_json(demo / "summary.json")
     if not summary:

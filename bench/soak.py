@@ -44,7 +44,7 @@ from edge.bundle import MANIFEST, load_bundle  # noqa: E402
 from edge.capture import CaptureOptions, parse_source  # noqa: E402
 from edge.config import RuntimeConfig  # noqa: E402
 from edge.pipeline import Pipeline, open_models  # noqa: E402
-from edge.events import FRAMES_PER_SNIPPET  # noqa: E402
+from edge.snippets import FRAMES_PER_SNIPPET  # noqa: E402
 from train.paths import shared_data_dir  # noqa: E402
 from bench.edge_fps import int8_models  # noqa: E402
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.video.is_file():
         parser.error(f"--video {args.video} not found (the shared sample videos: set CPLVAD_SHARED_DATA)")
     if args.bundle is not None and not (args.bundle / MANIFEST).is_file():
-        parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export)")
+        parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export.bundle)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("edge.pipeline", "edge.capture", "edge.bundle", "edge.backends.onnxruntime"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -3,8 +3,8 @@
     python bench/train_speed.py [--config configs/train/ucf.yaml] [--steps 20] [--warmup 3] [--threads N]
         [--out bench/results/train_speed.json] [key=value ...]
 
-One step is what ``train.train`` does per batch in stage 2 (the full loss): forward (under
-``train.train.autocast``), loss, backward, gradient clipping and an Adam step, on random features
+One step is what ``train.training.teacher`` does per batch in stage 2 (the full loss): forward (under
+``train.training.teacher.autocast``), loss, backward, gradient clipping and an Adam step, on random features
 [batch, data.length, 512] with full masks, random UCF labels (14 classes) and random pseudo labels. The model
 is the config's (``configs/train/ucf.yaml``: d_model 128, T 256, batch 16, tiny text encoder). After
 ``--warmup`` steps of each, fp32 and bf16 steps alternate so machine load affects both alike; the medians are
@@ -30,10 +30,10 @@ if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.configfile import load_config  # noqa: E402
-from train.data import Split  # noqa: E402
-from train.labels import UCF  # noqa: E402
-from train.model import CPLVAD  # noqa: E402
-from train.train import TrainConfig, model_config, train_step  # noqa: E402
+from train.data.release import Split  # noqa: E402
+from train.data.labels import UCF  # noqa: E402
+from train.models.cplvad import CPLVAD  # noqa: E402
+from train.training.teacher import TrainConfig, model_config, train_step  # noqa: E402
 
 log = logging.getLogger("bench.train_speed")
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,6 +34,9 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import MANIFEST, Bundle, ModelFile, file_sha256, load_bundle
 from edge.configfile import StrictModel, load_config
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME
+from train.data.release import load_ground_truth, read_split
+from train.data.synth import generate
+from train.evaluation.metrics import frame_auc_ap
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,6 @@ def labelled_benchmark(data: Path | None, bundle: Bundle, work: Path) -> Path:
     """A folder with test features and ground truth: ``data`` when it has them, else a generated benchmark."""
     if data is not None and (data / "test.csv").is_file() and (data / "gt_frames.npy").is_file():
         return data
-    from train.synth import generate
-
     out = work / "benchmark"
     if not (out / "dataset.json").is_file():
         layout = bundle.manifest.dataset if bundle.manifest.dataset in ("ucf", "xd") else "ucf"
@@ -109,9 +110,6 @@ def head_detection(float_head: OnnxRuntimeBackend, int8_heads: dict[str, OnnxRun
                    bundle: Bundle, videos: int, max_snippets: int) -> dict[str, dict[str, float]]:
     """Frame AUC / AP of the streaming score, float and each INT8 flavour, on ``videos`` evenly chosen test videos
     (at most ``max_snippets`` of each, see :func:`gate_span`)."""
-    from train.data import load_ground_truth, read_split
-    from train.metrics import frame_auc_ap
-
     truth = load_ground_truth(bench)
     split = read_split(bench / "test.csv")
     picks = even_indices(len(split), videos)
@@ -256,7 +254,7 @@ def record(bundle: Bundle, rows: list[dict[str, Any]], cfg: CalibrateConfig, set
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m calibration.calibrate", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (train.export's out)")
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (train.export.bundle's out)")
     parser.add_argument("--source", action="append", default=[],
                         help="camera index, stream URL, video / image file or folder (repeatable); "
                              "omit to reuse <bundle>/calibration/frames.npz")

@@ -7,7 +7,7 @@ Frames are kept as the model sees them before normalisation (``edge.preprocess.c
 [size, size, 3]), 150 KB each, and normalised on use.
 
 Head windows (snippet features [K, W, 512] + mask [K, W], as the ring buffer fills and runs) come either from a
-feature folder in the release layout (``train.data.read_split``) or from the calibration frames themselves: each
+feature folder in the release layout (``train.data.release.read_split``) or from the calibration frames themselves: each
 source's frames, in order, encoded by the float CLIP model, stand for a sequence of snippets.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from edge.backends import InferenceBackend
 from edge.capture import parse_source
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_VIT_B16, PreprocessSpec, center_crop, normalize
+from train.data.release import read_split
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,6 @@ def frame_sequences(embeddings: np.ndarray, source_index: np.ndarray) -> list[np
 
 def feature_sequences(data: str | Path, *, videos: int = 64, split: str = "test") -> list[np.ndarray]:
     """Snippet features of up to ``videos`` evenly chosen videos of a release-layout folder's ``<split>.csv``."""
-    from train.data import read_split
-
     listing = read_split(Path(data) / f"{split}.csv")
     picks = even_indices(len(listing), videos)
     return [listing.videos[i].load(0).astype(np.float32) for i in picks]

@@ -10,7 +10,7 @@
 ``load_bundle(path)`` refuses a bad bundle with a ``BundleError`` that says why: a missing file, a sha256
 mismatch, a schema newer than this runtime, classes that differ from the text cache's, a text cache that is not
 [levels, classes, 512], ``encode_every`` outside 1..16. A bundle built on random CLIP weights loads with a loud
-warning. ``train.export`` writes bundles.
+warning. ``train.export.bundle`` writes bundles.
 
 The head's interface: inputs ``features`` [B, W, 512] float32 (the ring buffer's window, oldest first, valid rows
 first), ``mask`` [B, W] bool, ``text`` [L, M, 512] float32 (``Bundle.text_embeddings``); outputs ``binary``
@@ -31,13 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.preprocess import PreprocessSpec
 from edge.smoother import SmootherParams
+from edge.snippets import EMBED_DIM, FRAMES_PER_SNIPPET
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-EMBED_DIM = 512
-FRAMES_PER_SNIPPET = 16
 HEAD_INPUTS = ("features", "mask", "text")
 HEAD_OUTPUTS = ("binary", "classes")
 RANDOM_CLIP_WARNING = "features are not real CLIP: detections are meaningless outside the demo"
@@ -209,7 +208,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise BundleError(f"{path}: no {MANIFEST}; expected a bundle folder written by `python -m train.export`")
+        raise BundleError(f"{path}: no {MANIFEST}; expected a bundle folder written by `python -m train.export.bundle`")
     try:
         data = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -234,7 +233,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     classes, embeddings, text_hash = read_text_embeddings(text_path)
     if classes != manifest.classes:
         raise BundleError(f"{text_path}: classes {list(classes)} differ from {MANIFEST} classes "
-                          f"{list(manifest.classes)}; recompute the cache with `python -m train.prompts`")
+                          f"{list(manifest.classes)}; recompute the cache with `python -m train.export.prompts`")
     expected = (manifest.levels, len(manifest.classes), EMBED_DIM)
     if embeddings.shape != expected:
         raise BundleError(f"{text_path}: embeddings have shape {list(embeddings.shape)}; expected "

@@ -31,12 +31,12 @@ from pydantic import Field
 
 from edge.configfile import StrictModel
 from edge.smoother import SmootherUpdate
+from edge.snippets import FRAMES_PER_SNIPPET
 
 log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = "cplvad.event/1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "event.schema.json"
-FRAMES_PER_SNIPPET = 16
 EndReason = Literal["normal", "shutdown", "camera_lost"]
 EventType = Literal["start", "update", "end"]
 

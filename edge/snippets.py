@@ -3,7 +3,7 @@
 A snippet is 16 consecutive frames (VadCLIP convention); frame ``i`` belongs to snippet ``i // 16``. Only the
 frames at offsets ``0, K, 2K, ... < 16`` inside a snippet are encoded (``encode_every`` = K, 1..16); the
 snippet feature is the mean of their embeddings. A video of F frames has ``F // 16`` snippets: a trailing
-partial snippet is dropped, by the feature extractor (train/extract_features.py) and the device alike, so that
+partial snippet is dropped, by the feature extractor (train/data/extract.py) and the device alike, so that
 the device scores the snippets the model was trained on. Embeddings may carry leading axes (e.g. crops):
 ``[..., D]`` in, ``[..., D]`` out.
 """
@@ -13,23 +13,24 @@ from typing import NamedTuple
 
 import numpy as np
 
-SNIPPET_FRAMES = 16
+FRAMES_PER_SNIPPET = 16  # frames per snippet feature (VadCLIP convention); declared only here
+EMBED_DIM = 512  # width of a snippet feature: the CLIP ViT-B/16 image projection; declared only here
 
 
 def encoded_offsets(encode_every: int) -> np.ndarray:
     """Offsets inside a snippet whose frames are encoded: ``0, K, 2K, ... < 16``."""
-    if not isinstance(encode_every, (int, np.integer)) or not 1 <= encode_every <= SNIPPET_FRAMES:
-        raise ValueError(f"encode_every must be an integer in 1..{SNIPPET_FRAMES}, got {encode_every!r}")
-    return np.arange(0, SNIPPET_FRAMES, int(encode_every))
+    if not isinstance(encode_every, (int, np.integer)) or not 1 <= encode_every <= FRAMES_PER_SNIPPET:
+        raise ValueError(f"encode_every must be an integer in 1..{FRAMES_PER_SNIPPET}, got {encode_every!r}")
+    return np.arange(0, FRAMES_PER_SNIPPET, int(encode_every))
 
 
 def snippet_count(num_frames: int) -> int:
-    return num_frames // SNIPPET_FRAMES
+    return num_frames // FRAMES_PER_SNIPPET
 
 
 def encoded_frame_indices(num_frames: int, encode_every: int) -> np.ndarray:
     """Indices of the frames to encode for the whole snippets of a ``num_frames`` video, in order."""
-    starts = np.arange(snippet_count(num_frames)) * SNIPPET_FRAMES  # [T]
+    starts = np.arange(snippet_count(num_frames)) * FRAMES_PER_SNIPPET  # [T]
     return (starts[:, None] + encoded_offsets(encode_every)[None, :]).reshape(-1)  # [T * per]
 
 
@@ -76,7 +77,7 @@ class SnippetAccumulator:
         self._frames_seen = 0
 
     def needs_encoding(self, frame_index: int) -> bool:
-        return frame_index % SNIPPET_FRAMES in self._offsets
+        return frame_index % FRAMES_PER_SNIPPET in self._offsets
 
     def skip_to(self, frame_index: int) -> list[Snippet]:
         """Push as ``None`` the frames not encoded after the last pushed one and before ``frame_index``; the
@@ -98,7 +99,7 @@ class SnippetAccumulator:
             raise ValueError(f"frame {frame_index} needs its embedding (encode_every={self.encode_every})")
         if not encode and embedding is not None:
             raise ValueError(f"frame {frame_index} is not encoded (encode_every={self.encode_every}); pass None")
-        snippet = frame_index // SNIPPET_FRAMES
+        snippet = frame_index // FRAMES_PER_SNIPPET
         if snippet != self._snippet:
             if self._frames_seen:
                 self.incomplete += 1  # the stream left the previous snippet before its last frame
@@ -109,9 +110,9 @@ class SnippetAccumulator:
             emb = np.asarray(embedding, np.float64)
             self._sum = emb.copy() if self._sum is None else self._sum + emb
             self._count += 1
-        if frame_index % SNIPPET_FRAMES != SNIPPET_FRAMES - 1:
+        if frame_index % FRAMES_PER_SNIPPET != FRAMES_PER_SNIPPET - 1:
             return None
-        complete = self._frames_seen == SNIPPET_FRAMES
+        complete = self._frames_seen == FRAMES_PER_SNIPPET
         total, count = self._sum, self._count
         self._sum, self._count, self._frames_seen = None, 0, 0
         if not complete:

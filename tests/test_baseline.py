@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from edge.configfile import ConfigError, load_config
-from train.baseline import DEFAULT_CONFIG, MILConfig, MILHead, main, mil_loss
-from train.losses import topk_count, topk_mean
-from train.synth import generate
+from train.training.baseline import DEFAULT_CONFIG, MILConfig, MILHead, main, mil_loss
+from train.training.losses import topk_count, topk_mean
+from train.data.synth import generate
 
 
 def test_topk_by_hand() -> None:
-    """The MIL baseline's top-k rule (train.losses, shared with CPL-VAD)."""
+    """The MIL baseline's top-k rule (train.training.losses, shared with CPL-VAD)."""
     def top(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return topk_mean(x, mask, topk_count(mask.sum(-1)))
 

@@ -183,7 +183,7 @@ def test_even_pick() -> None:
 
 def test_subset_test_cuts_the_ground_truth(tmp_path) -> None:
     from bench.run import subset_test
-    from train.data import load_ground_truth, save_ground_truth
+    from train.data.release import load_ground_truth, save_ground_truth
 
     data = tmp_path / "data"
     (data / "features").mkdir(parents=True)

@@ -193,7 +193,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bench.edge_fps import build_random_bundle
 
     from edge.smoother import SmootherParams
-    from train.student import StudentConfig
+    from train.models.student import StudentConfig
 
     return build_random_bundle(tmp_path_factory.mktemp("bundle") / "b", clip="tiny",
                                student=StudentConfig(d_model=32, num_heads=2, num_levels=2, window=16),

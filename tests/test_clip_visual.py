@@ -1,4 +1,4 @@
-"""train.clip_visual (loading), train.export_clip (ONNX round trip) and edge.backends (ONNX Runtime)."""
+"""train.models.clip_visual (loading), train.export.clip (ONNX round trip) and edge.backends (ONNX Runtime)."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import torch
 from edge.backends import InferenceBackend, TensorSpec, check_feeds, open_backend
 from edge.backends.onnxruntime import OnnxRuntimeBackend, resolve_providers
 from edge.preprocess import CLIP_VIT_B16, PreprocessSpec, preprocess
-from train.clip_source import tiny_config
-from train.clip_visual import TorchCLIPBackend, load_clip_visual
-from train.export_clip import OPSET, cosine_rows, export_clip, file_sha256, matches, sample_frames
+from train.models.clip_source import tiny_config
+from train.models.clip_visual import TorchCLIPBackend, load_clip_visual
+from train.export.clip import OPSET, cosine_rows, export_clip, file_sha256, matches, sample_frames
 
 
 def _embed(model: torch.nn.Module, pixels: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import (
-    FeatureDataset,
+from train.data.dataset import FeatureDataset
+from train.data.release import (
     chunk,
     infer_dataset,
     load_features,

@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 
 from tests.test_distill import write_dataset
-from train.data import read_split
+from train.data.release import read_split
 from train.paths import PROJECT_ROOT
-from train.train import holdout
+from train.training.teacher import holdout
 
 pytestmark = [
     pytest.mark.slow,
@@ -84,9 +84,9 @@ def test_two_processes_match_one(shared_data: Path, tmp_path: Path) -> None:  # 
     train, _ = holdout(read_split(data / "train.csv"), VAL_FRACTION, SEED)
     overrides = [*TINY, f"data.dir={data}", f"optim.batch_size={len(train)}"]  # one batch per epoch
     one, two, log_dir = tmp_path / "one", tmp_path / "two", tmp_path / "logs"
-    _train([sys.executable, "-m", "train.train", *overrides, f"out={one}"], tmp_path)
+    _train([sys.executable, "-m", "train.training.teacher", *overrides, f"out={one}"], tmp_path)
     _train([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "--log-dir", str(log_dir), "--redirects", "3", "-m", "train.train", *overrides, f"out={two}"],
+            "--log-dir", str(log_dir), "--redirects", "3", "-m", "train.training.teacher", *overrides, f"out={two}"],
            tmp_path)
 
     # both ranks trained to the end; rank 1 took the non-writing path

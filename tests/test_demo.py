@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from edge.events import event_schema
-from train.demo import busiest_interval, realtime_latency, score_events
+from showcase.demo import busiest_interval, realtime_latency, score_events
 
 
 def _stats(interval: float, fps: list[float], ms: float, calls: int) -> dict:
@@ -62,7 +62,7 @@ def test_fast_demo_detects_held_out_scenes_end_to_end(shared_data: Path, mosquit
     mosquitto, then one anomaly per class paced in real time. The held-out anomalies are alerted with the right
     category, soon after their onset, and every event that starts also ends."""
     work = tmp_path / "demo"
-    done = subprocess.run([sys.executable, "-m", "train.demo", "--fast", "--work", str(work), "--no-samples"],
+    done = subprocess.run([sys.executable, "-m", "showcase.demo", "--fast", "--work", str(work), "--no-samples"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     summary = json.loads((work / "summary.json").read_text())

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from edge.ringbuffer import FeatureRing
-from train.data import save_ground_truth
-from train.distill import (DistillConfig, DistillLossConfig, class_kl, cut_window, distill_loss, plan_windows,
+from train.data.release import save_ground_truth
+from train.training.distill import (DistillConfig, DistillLossConfig, class_kl, cut_window, distill_loss, plan_windows,
                            soft_bce)
-from train.labels import UCF
-from train.student import Student, StudentConfig, StudentOutput
+from train.data.labels import UCF
+from train.models.student import Student, StudentConfig, StudentOutput
 
 # ---------------------------------------------------------------------------------------------------------------
-# A small dataset in the release layout and a tiny teacher trained on it by train.train (shared with test_export)
+# A small dataset in the release layout and a tiny teacher trained on it by train.training.teacher (shared with test_export)
 
 CLASSES = ("Abuse", "Fighting", "Explosion")
 WINDOW = 16
@@ -68,8 +68,8 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
 
 def build_student_run(root: Path) -> tuple[Path, Path]:
     """(teacher run, student run) under ``root``, built once per pytest run (test_export reuses them)."""
-    from train.distill import run as distill
-    from train.train import TrainConfig, run as train_teacher
+    from train.training.distill import run as distill
+    from train.training.teacher import TrainConfig, run as train_teacher
 
     teacher, student = root / "teacher", root / "student"
     if (student / "student.pt").is_file():
@@ -182,8 +182,8 @@ def test_distillation_lowers_its_loss(runs: tuple[Path, Path]) -> None:
 
 def test_distillation_fits_the_teacher_targets(runs: tuple[Path, Path]) -> None:
     """With the soft targets alone, the student's distance to the teacher falls on a fixed set of windows."""
-    from train.data import read_split
-    from train.distill import WindowDataset, load_teacher, student_text, teacher_targets, train_student
+    from train.data.release import read_split
+    from train.training.distill import WindowDataset, load_teacher, student_text, teacher_targets, train_student
 
     teacher_run, student_run = runs
     teacher = load_teacher(teacher_run)
@@ -206,8 +206,8 @@ def test_distillation_fits_the_teacher_targets(runs: tuple[Path, Path]) -> None:
 
 
 def test_streaming_batched_equals_the_device_loop(runs: tuple[Path, Path]) -> None:
-    from train.stream_eval import load_student, stream_batched, stream_loop, stream_windows
-    from train.text import load_text_embeddings
+    from train.evaluation.stream import load_student, stream_batched, stream_loop, stream_windows
+    from train.models.text import load_text_embeddings
 
     _, student_run = runs
     student, _ = load_student(student_run)
@@ -234,7 +234,7 @@ def test_streaming_batched_equals_the_device_loop(runs: tuple[Path, Path]) -> No
 
 
 def test_stream_windows_hand_computed() -> None:
-    from train.stream_eval import stream_windows
+    from train.evaluation.stream import stream_windows
 
     index, mask, newest = stream_windows(4, 3)
     assert index.tolist() == [[0, 4, 4], [0, 1, 4], [0, 1, 2], [1, 2, 3]]

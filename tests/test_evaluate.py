@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import save_ground_truth
-from train.evaluate import load_scores, main
-from train.labels import UCF
+from train.data.release import save_ground_truth
+from train.evaluation.evaluate import load_scores, main
+from train.data.labels import UCF
 
 # name, label, snippet truth, segments (UCF's files store the numbers as strings), segment labels
 VIDEOS = [

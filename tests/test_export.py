@@ -10,8 +10,8 @@ import torch
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import HEAD_INPUTS, HEAD_OUTPUTS, file_sha256, load_bundle
 from tests.test_distill import WINDOW, build_student_run
-from train.export import export_bundle, sample_windows
-from train.stream_eval import load_student
+from train.export.bundle import export_bundle, sample_windows
+from train.evaluation.stream import load_student
 
 
 # exporting two models and verifying them takes some 20-30 s: the tests that need the bundle are marked slow
@@ -67,9 +67,9 @@ def test_bundle_loads_on_the_edge_and_head_matches_torch(bundle: tuple[Path, Pat
 
 @pytest.mark.slow
 def test_threshold_is_a_quantile_of_normal_training_scores(bundle: tuple[Path, Path, Path]) -> None:
-    from train.data import read_split
-    from train.export import calibrated_smoother
-    from train.stream_eval import snippet_scores, stream_batched
+    from train.data.release import read_split
+    from train.export.bundle import calibrated_smoother
+    from train.evaluation.stream import snippet_scores, stream_batched
 
     _, run, out = bundle
     b = load_bundle(out)
@@ -89,7 +89,7 @@ def test_threshold_is_a_quantile_of_normal_training_scores(bundle: tuple[Path, P
 
 @pytest.mark.slow
 def test_new_categories_without_retraining(bundle: tuple[Path, Path, Path]) -> None:
-    from train.prompts import recompute
+    from train.export.prompts import recompute
 
     teacher, _, out = bundle
     classes = ("normal", "fighting", "falling", "fire")

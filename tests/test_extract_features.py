@@ -1,4 +1,4 @@
-"""edge.snippets (batch and incremental, hand-computed) and train.extract_features on the real sample videos."""
+"""edge.snippets (batch and incremental, hand-computed) and train.data.extract on the real sample videos."""
 from __future__ import annotations
 
 import csv
@@ -18,9 +18,9 @@ from edge.snippets import (
     snippet_count,
     snippet_features,
 )
-from train.extract_features import crop_views, main, read_labels
-from train.export_clip import cosine_rows
-from train.labels import UCF, XD
+from train.data.extract import crop_views, main, read_labels
+from train.export.clip import cosine_rows
+from train.data.labels import UCF, XD
 
 
 # ---------------------------------------------------------------- snippets
@@ -205,7 +205,7 @@ def test_crop_zero_is_the_device_path(shared_data: Path, tmp_path: Path, torch_r
     """Crop 0 of a multi-crop run = edge.preprocess -> CLIP -> mean of encoded frames, recomputed here."""
     import torch
 
-    from train.clip_visual import load_clip_visual
+    from train.models.clip_visual import load_clip_visual
 
     video = shared_data / "videos" / "car-detection.mp4"
     cap = cv2.VideoCapture(str(video))

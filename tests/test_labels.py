@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from train.labels import UCF, XD, label_map
+from train.data.labels import UCF, XD, label_map
 
 
 def test_xd_multi_label_primary_first() -> None:

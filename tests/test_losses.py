@@ -8,9 +8,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from train.losses import (bce_topk_loss, class_anomaly_logit, focal_loss, mil_align_loss, pool_to_levels,
+from train.training.losses import (bce_topk_loss, class_anomaly_logit, focal_loss, mil_align_loss, pool_to_levels,
                           topk_count, topk_mean, total_loss)
-from train.model import CPLVAD, CPLVADConfig, CPLVADOutput
+from train.models.cplvad import CPLVAD, CPLVADConfig, CPLVADOutput
 
 LN3, LN4 = math.log(3), math.log(4)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import GroundTruth
-from train.labels import UCF, XD, LabelMap
-from train.metrics import (
+from train.data.release import GroundTruth
+from train.data.labels import UCF, XD, LabelMap
+from train.evaluation.metrics import (
     average_precision,
     class_ap,
     detection_map,

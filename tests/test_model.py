@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from train.model import (CPLVAD, TEXT_ENCODER_PREFIX, CPLVADConfig, masked_max_pool, sinusoid_encoding,
+from train.models.cplvad import (CPLVAD, TEXT_ENCODER_PREFIX, CPLVADConfig, masked_max_pool, sinusoid_encoding,
                          upsample_levels, window_attention)
 
 

@@ -1,7 +1,7 @@
 """The device loop on a real small bundle and real video: streaming equals offline, batching, gaps, NaN, stats.
 
 The bundle is built from tiny random models by :func:`build_tiny_bundle` (through bench/edge_fps.py's
-``build_random_bundle``: train/export_clip.py, train/export.py's ``export_head``, ``edge.bundle.Manifest``) and
+``build_random_bundle``: train/export/clip.py, train/export/bundle.py's ``export_head``, ``edge.bundle.Manifest``) and
 cached under pytest's cache folder, keyed by the sources it depends on, so only the first run pays for the exports.
 """
 from __future__ import annotations
@@ -36,14 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WINDOW, LEVELS, ENCODE_EVERY = 16, 3, 4
 CLASSES = ("Normal", "Abuse", "Fighting", "Robbery")
 SMOOTHER = SmootherParams(theta_on=0.5, theta_off=0.5, m=2, g=2)
-_SOURCES = ("train/student.py", "train/export.py", "train/export_clip.py", "train/clip_visual.py", "edge/bundle.py",
+_SOURCES = ("train/models/student.py", "train/export/bundle.py", "train/export/clip.py", "train/models/clip_visual.py", "edge/bundle.py",
             "bench/edge_fps.py", "tests/test_pipeline.py")
 
 
 def build_tiny_bundle(out: Path) -> Path:
     """Tiny CLIP and a tiny causal student with random weights; the head's prior anomaly probability is 0.9, so
     the smoother opens events on any video."""
-    from train.student import StudentConfig
+    from train.models.student import StudentConfig
 
     student = StudentConfig.tiny(window=WINDOW, num_levels=LEVELS, prior_prob=0.9)
     return build_random_bundle(out, clip="tiny", student=student, classes=CLASSES, encode_every=ENCODE_EVERY,

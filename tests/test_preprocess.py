@@ -95,7 +95,7 @@ def test_spec_round_trip_and_mismatch_messages() -> None:
 @pytest.fixture(scope="module")
 def real_frames(shared_data: Path) -> list[np.ndarray]:
     """16 frames spread over the two sample videos (768 x 432)."""
-    from train.export_clip import sample_frames
+    from train.export.clip import sample_frames
 
     frames = sample_frames(16)
     assert all(f.shape == (432, 768, 3) for f in frames)
@@ -123,7 +123,7 @@ def _grey_levels(pixels: np.ndarray) -> np.ndarray:
 def tiny_clip():
     import torch
 
-    from train.clip_visual import load_clip_visual
+    from train.models.clip_visual import load_clip_visual
 
     model = load_clip_visual("tiny")
     return lambda pixels: model(torch.from_numpy(pixels)).detach().numpy()

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from train.labels import UCF
-from train.scenes import CLASSES, HEIGHT, WIDTH, SceneSpec, main, plan_scenes, render_frames, split_counts
+from train.data.labels import UCF
+from showcase.scenes import CLASSES, HEIGHT, WIDTH, SceneSpec, main, plan_scenes, render_frames, split_counts
 
 
 def test_split_counts() -> None:

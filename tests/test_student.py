@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.student import (CausalConv1d, Student, StudentConfig, causal_band, causal_max_pool)
+from train.models.student import (CausalConv1d, Student, StudentConfig, causal_band, causal_max_pool)
 
 M, L_TEXT = 5, 3
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from train.data import FeatureDataset, load_ground_truth, read_split
-from train.synth import (
+from train.data.dataset import FeatureDataset
+from train.data.release import load_ground_truth, read_split
+from train.data.synth import (
     Generator,
     Knobs,
     class_directions,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.text import (CTX, EOT_ID, LEVEL, NORMALITY, SOT_ID, PromptLearner, encode_token_embeddings,
+from train.models.text import (CTX, EOT_ID, LEVEL, NORMALITY, SOT_ID, PromptLearner, encode_token_embeddings,
                         load_text_embeddings, load_text_encoder, load_tokenizer, prompt_layout,
                         save_text_embeddings, text_embeddings, tokenize)
 
@@ -117,7 +117,7 @@ def test_text_embeddings_cache_round_trip_and_new_classes(prompts: PromptLearner
 def test_local_hugging_face_directory_source(tokenizer, tmp_path: Path) -> None:
     from transformers import CLIPModel
 
-    from train.clip_source import tiny_config
+    from train.models.clip_source import tiny_config
 
     CLIPModel(tiny_config()).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import Split, Video
-from train.labels import UCF
-from train.train import holdout, pseudo_quality
+from train.data.release import Split, Video
+from train.data.labels import UCF
+from train.training.teacher import holdout, pseudo_quality
 
 
 def _split(per_class: dict[int, int]) -> Split:

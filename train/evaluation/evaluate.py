@@ -1,10 +1,10 @@
-"""Score a model's test-set outputs under the VadCLIP protocol (see :mod:`train.metrics`).
+"""Score a model's test-set outputs under the VadCLIP protocol (see :mod:`train.evaluation.metrics`).
 
-    python -m train.evaluate --scores S.npz --data DIR --out metrics.json
+    python -m train.evaluation.evaluate --scores S.npz --data DIR --out metrics.json
 
 ``S.npz`` holds ``binary/<video>`` anomaly scores [T] and, optionally, ``classes/<video>`` class
 probabilities [T, M], at snippet rate, for every video of ``DIR/test.csv``. ``DIR`` is a dataset folder in
-the release layout (:mod:`train.data`). Writes ``metrics.json`` = {"auc", "ap", "map", "map_corrected"}:
+the release layout (:mod:`train.data.release`). Writes ``metrics.json`` = {"auc", "ap", "map", "map_corrected"}:
 auc/ap as fractions in [0, 1], mAP in percent (null without class scores).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import load_ground_truth
-from train.metrics import evaluate_scores
+from train.data.release import load_ground_truth
+from train.evaluation.metrics import evaluate_scores
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def format_table(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.evaluation.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scores", required=True, type=Path,
                         help="npz with binary/<video> [T] and optionally classes/<video> [T,M]")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (test.csv, gt_*.npy)")

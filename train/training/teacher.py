@@ -1,12 +1,12 @@
 """Train the CPL-VAD teacher: stage 1 -> CAR pseudo labels -> stage 2 with cross pseudo labels.
 
-    python -m train.train --config configs/train/ucf.yaml [key=value ...]
-    torchrun --nproc-per-node 2 -m train.train --config configs/train/ucf.yaml     # DDP (gloo on CPU, nccl on GPU)
+    python -m train.training.teacher --config configs/train/ucf.yaml [key=value ...]
+    torchrun --nproc-per-node 2 -m train.training.teacher --config configs/train/ucf.yaml     # DDP (gloo on CPU, nccl on GPU)
 
 A run folder (``out``) receives: ``config.yaml`` (resolved), ``stage1.pt`` / ``teacher.pt`` (config + weights),
 ``pseudo_labels.npz`` (per training video, native snippet rate: ``b/<video>``, ``c/<video>``),
 ``pseudo_quality.json`` (precision/recall against the generator's snippet truth, when the data has it),
-``scores.npz`` (test scores, the ``train.evaluate`` layout), ``metrics.json``, ``text_embeddings.npz`` and
+``scores.npz`` (test scores, the ``train.evaluation.evaluate`` layout), ``metrics.json``, ``text_embeddings.npz`` and
 ``plots/<video>.png`` for a few test videos. No checkpoint is picked on the test set: the last epoch is kept.
 
 Ablations (the paper's Table 3) are config switches: ``pseudo.mode`` none | b2c | c2b | cross | self and
@@ -34,12 +34,13 @@ from tqdm import tqdm
 
 from edge import car
 from edge.configfile import StrictModel, dump_config, load_config
-from train.data import (DEFAULT_LEN, FeatureDataset, Split, chunk, feature_stats, load_ground_truth, read_split,
+from train.data.dataset import FeatureDataset
+from train.data.release import (DEFAULT_LEN, Split, chunk, feature_stats, load_ground_truth, read_split,
                         unchunk)
-from train.losses import total_loss
-from train.metrics import evaluate_scores
-from train.model import CPLVAD, CPLVADConfig, upsample_levels
-from train.text import save_text_embeddings, text_embeddings
+from train.training.losses import total_loss
+from train.evaluation.metrics import evaluate_scores
+from train.models.cplvad import CPLVAD, CPLVADConfig, upsample_levels
+from train.models.text import save_text_embeddings, text_embeddings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Recompute the text cache for a new category list with the teacher's learned prompt tokens (no retraining).
 
-    python -m train.prompts --run RUN --classes "normal,fighting,...,falling" --out bundle/text_embeddings.npz
+    python -m train.export.prompts --run RUN --classes "normal,fighting,...,falling" --out bundle/text_embeddings.npz
 
 RUN is a teacher run (``teacher.pt``) or a student run (whose checkpoint names its teacher). The prompts
 ``[SOT] a video of the <class> [ctx] [LEVEL_i] [NORMAL|ABNORMAL] [EOT]`` run through the frozen CLIP text encoder
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from edge.bundle import MANIFEST, file_sha256, load_bundle
-from train.model import CPLVADConfig
-from train.text import PromptLearner, TextEmbeddings, save_text_embeddings, text_embeddings
+from train.models.cplvad import CPLVADConfig
+from train.models.text import PromptLearner, TextEmbeddings, save_text_embeddings, text_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def teacher_checkpoint(run: Path) -> tuple[Path, int | None]:
             raise FileNotFoundError(f"{run / 'student.pt'} names the teacher run {ckpt['teacher']}, which has no "
                                     "teacher.pt; pass the teacher run with --run")
         return teacher, int(ckpt["config"]["num_levels"])
-    raise FileNotFoundError(f"{run}: neither teacher.pt nor student.pt; expected a train.train or train.distill run")
+    raise FileNotFoundError(f"{run}: neither teacher.pt nor student.pt; expected a train.training.teacher or train.training.distill run")
 
 
 def load_prompts(teacher_pt: Path, class_names: Sequence[str]) -> PromptLearner:
@@ -87,7 +87,7 @@ def recompute(run: str | Path, class_names: Sequence[str], out: str | Path, leve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.prompts", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.export.prompts", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="teacher or student run folder")
     parser.add_argument("--classes", required=True, help="comma-separated class names, the normal class first")
     parser.add_argument("--out", required=True, type=Path, help="text_embeddings.npz to write (in a bundle: updated)")

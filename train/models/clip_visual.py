@@ -1,7 +1,7 @@
 """The frozen CLIP image encoder: pixels [N,3,224,224] -> image_embeds [N,512], the ONNX export boundary.
 
 ``image_embeds`` is the visual projection's output, not L2-normalised (the snippet-feature contract, DESIGN.md
-section 3). Sources are those of :mod:`train.clip_source`: a local Hugging Face CLIP directory (real weights),
+section 3). Sources are those of :mod:`train.models.clip_source`: a local Hugging Face CLIP directory (real weights),
 ``random`` (the real ViT-B/16 with seeded random weights) or ``tiny`` (a small random CLIP for tests).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from edge.backends import TensorSpec, check_feeds
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE
-from train.clip_source import EMBED_DIM, describe, is_random, resolve_config
+from train.models.clip_source import EMBED_DIM, describe, is_random, resolve_config
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from train.model import CPLVADOutput
+from train.models.cplvad import CPLVADOutput
 
 MODES = ("none", "b2c", "c2b", "cross", "self")
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from train.labels import UCF
+from train.data.labels import UCF
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def upsample_levels(levels: Sequence[Tensor], length: int) -> Tensor:
 class CPLVAD(nn.Module):
     """Teacher model: ``forward(features, mask, text=None) -> CPLVADOutput``; ``predict`` for inference.
 
-    ``text`` [L, M, 512] is F_T from a cache (``train.text.load_text_embeddings``); without it the learned
+    ``text`` [L, M, 512] is F_T from a cache (``train.models.text.load_text_embeddings``); without it the learned
     prompts run through the frozen CLIP text encoder (needs ``config.text_source``).
     """
 
@@ -322,7 +322,7 @@ class CPLVAD(nn.Module):
             for _ in range(cfg.num_levels)])
         self.prompts = None
         if cfg.text_source is not None:
-            from train.text import PromptLearner  # loads transformers only when the prompts are learned here
+            from train.models.text import PromptLearner  # loads transformers only when the prompts are learned here
 
             self.prompts = PromptLearner(cfg.class_names, cfg.num_levels, cfg.text_source, cfg.num_ctx,
                                          cfg.text_seed)

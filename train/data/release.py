@@ -1,4 +1,4 @@
-"""Snippet-feature datasets in the VadCLIP release layout.
+"""Snippet-feature datasets in the VadCLIP release layout (numpy only: calibration and evaluation import it too).
 
 A dataset folder ``DIR`` holds::
 
@@ -10,7 +10,7 @@ A dataset folder ``DIR`` holds::
 These are the files of the public VadCLIP feature release renamed (``ucf_CLIP_rgb.csv`` -> ``train.csv``,
 ``gt_ucf.npy`` -> ``gt_frames.npy``, ``gt_segment_ucf.npy`` -> ``gt_segment.npy``, ...); their feature paths
 are the authors' absolute paths, so pass ``feature_root`` (the folder you unpacked the features into) and each
-path is found by its trailing ``<class dir>/<file>`` or ``<file>``. ``python -m train.synth`` writes the same
+path is found by its trailing ``<class dir>/<file>`` or ``<file>``. ``python -m train.data.synth`` writes the same
 layout.
 
 Training uses one crop per access (random, or seeded by ``seed``/epoch) and a fixed length: longer videos are
@@ -26,15 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from train.clip_source import EMBED_DIM
-from train.labels import LABEL_MAPS, LabelMap, label_map
+from edge.snippets import EMBED_DIM, FRAMES_PER_SNIPPET
+from train.data.labels import LABEL_MAPS, LabelMap, label_map
 
 log = logging.getLogger(__name__)
 
-FRAMES_PER_SNIPPET = 16
 DEFAULT_LEN = 256
 CROPS = {"ucf": 10, "xd": 5}  # crops per training video in the release
 
@@ -230,63 +227,6 @@ def chunk(x: np.ndarray, size: int = DEFAULT_LEN) -> tuple[np.ndarray, np.ndarra
 def unchunk(y: np.ndarray, n: int) -> np.ndarray:
     """Inverse of :func:`chunk` for per-snippet outputs: [K,size,...] -> [n,...]."""
     return y.reshape(-1, *y.shape[2:])[:n]
-
-
-# ------------------------------------------------------------ datasets
-
-
-class FeatureDataset(Dataset):
-    """Training videos at a fixed length.
-
-    Item: ``features`` [T,512] float32, ``mask`` [T] bool, ``multi_hot`` [M] float32, ``primary`` int,
-    ``index`` int (the video's position in the split) and, when ``targets`` are given (one array per video at
-    the native snippet rate, [N] or [N,K], e.g. pseudo labels), ``target`` pooled/padded like the features.
-    The crop is drawn per access; with ``seed`` it depends only on (seed, epoch, index): call ``set_epoch``.
-    """
-
-    def __init__(self, split: Split, length: int = DEFAULT_LEN, targets: Sequence[np.ndarray] | None = None,
-                 seed: int | None = None, random_crop: bool = True) -> None:
-        if targets is not None and len(targets) != len(split):
-            raise ValueError(f"{len(targets)} target arrays for {len(split)} videos of {split.source}")
-        self.split = split
-        self.length = length
-        self.targets = targets
-        self.seed = seed
-        self.random_crop = random_crop
-        self.epoch = 0
-        self._rng = np.random.default_rng()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def crop_of(self, index: int) -> int:
-        n = len(self.split.videos[index].crops)
-        if not self.random_crop or n == 1:
-            return 0
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.seed is not None else self._rng
-        return int(rng.integers(n))
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        video = self.split.videos[index]
-        feats = video.load(self.crop_of(index))
-        x, mask = pool_or_pad(feats, self.length)
-        item: dict[str, torch.Tensor | int] = {
-            "features": torch.from_numpy(x),
-            "mask": torch.from_numpy(mask),
-            "multi_hot": torch.from_numpy(video.multi_hot),
-            "primary": video.primary,
-            "index": index,
-        }
-        if self.targets is not None:
-            target = np.asarray(self.targets[index], np.float32)
-            if target.shape[0] != feats.shape[0]:
-                raise ValueError(f"target of video {video.name} has {target.shape[0]} snippets, "
-                                 f"its features {video.crops[0]} have {feats.shape[0]}")
-            item["target"] = torch.from_numpy(pool_or_pad(target, self.length)[0])
-        return item
 
 
 def feature_stats(split: Split, max_videos: int = 2000, eps: float = 1e-2, seed: int = 0

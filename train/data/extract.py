@@ -1,6 +1,6 @@
 """CLIP snippet features of your own videos, in the VadCLIP format the training code reads.
 
-    python -m train.extract_features --videos DIR_OR_LIST --out DIR [--crops 1|5|10] [--encode-every K]
+    python -m train.data.extract --videos DIR_OR_LIST --out DIR [--crops 1|5|10] [--encode-every K]
         [--backend torch|onnx] [--clip SOURCE] [--labels FILE] [--batch N]
 
 Writes ``<out>/<video name>__<k>.npy`` float32 [T, 512] per video and crop, T = frames // 16, and
@@ -44,8 +44,8 @@ from edge.backends import InferenceBackend
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, PreprocessSpec, center_crop, \
     check_frame, normalize, resize_shorter_side
 from edge.snippets import SnippetAccumulator, encoded_offsets, snippet_count
-from train.clip_source import describe, is_random
-from train.labels import LabelMap, label_map
+from train.models.clip_source import describe, is_random
+from train.data.labels import LabelMap, label_map
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +210,12 @@ def check_settings(out: Path, settings: dict) -> None:
 def make_backend(kind: str, source: str, *, seed: int, onnx_path: Path | None, out: Path,
                  threads: int | None) -> InferenceBackend:
     """``torch``: the CLIP module itself; ``onnx``: ONNX Runtime on ``onnx_path`` (exported there if absent)."""
-    from train.clip_visual import TorchCLIPBackend, load_clip_visual
+    from train.models.clip_visual import TorchCLIPBackend, load_clip_visual
 
     if kind == "torch":
         return TorchCLIPBackend(load_clip_visual(source, seed=seed), threads=threads)
     from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from train.export_clip import export_clip, matches
+    from train.export.clip import export_clip, matches
 
     path = onnx_path or out / "clip_visual.onnx"
     if onnx_path is None and not matches(path, source, seed):
@@ -274,7 +274,7 @@ def run(videos: list[Path], out: Path, backend: InferenceBackend, *, n_crops: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.extract_features",
+    parser = argparse.ArgumentParser(prog="python -m train.data.extract",
                                      description="CLIP snippet features of videos, VadCLIP format",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--videos", required=True, type=Path, help="folder of videos, or a text file listing them")

@@ -41,12 +41,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from edge.snippets import FRAMES_PER_SNIPPET
+
 if TYPE_CHECKING:
-    from train.data import GroundTruth
+    from train.data.release import GroundTruth
 
 logger = logging.getLogger(__name__)
 
-FRAMES_PER_SNIPPET = 16
 DEFAULT_IOUS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 NORMAL_LABEL = "A"  # label of the whole-video segment of a normal video in the ground-truth files
 RUN_THRESHOLD_RATIO = 0.6  # threshold = max - (max - min) * ratio, per video and class

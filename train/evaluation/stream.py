@@ -1,10 +1,10 @@
 """Evaluate the student as the device runs it, beside the teacher and the student run offline.
 
-    python -m train.stream_eval --run STUDENT_RUN [--data DIR] [--batch 256]
+    python -m train.evaluation.stream --run STUDENT_RUN [--data DIR] [--batch 256]
 
-Three rows on the test set, scored with the same metrics (``train.metrics.evaluate_scores``):
+Three rows on the test set, scored with the same metrics (``train.evaluation.metrics.evaluate_scores``):
 
-  teacher            ``train.train.infer_video``: whole video in chunks, sigmoid / softmax of the level means
+  teacher            ``train.training.teacher.infer_video``: whole video in chunks, sigmoid / softmax of the level means
   student offline    the student on the video cut into consecutive W-snippet windows
   student streaming  the device's loop: a ``FeatureRing`` of W; for every new snippet the student runs on the
                      window and the outputs of the newest valid row go to the ``CausalSmoother``
@@ -33,12 +33,12 @@ from edge import car
 from edge.configfile import load_config
 from edge.ringbuffer import FeatureRing
 from edge.smoother import CausalSmoother, SmootherParams
-from train.data import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, read_split, unchunk
-from train.distill import DistillConfig, load_teacher
-from train.metrics import evaluate_scores
-from train.student import Student
-from train.text import load_text_embeddings
-from train.train import infer_video
+from train.data.release import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, read_split, unchunk
+from train.training.distill import DistillConfig, load_teacher
+from train.evaluation.metrics import evaluate_scores
+from train.models.student import Student
+from train.models.text import load_text_embeddings
+from train.training.teacher import infer_video
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def load_student(run: str | Path, device: torch.device | str = "cpu") -> tuple[S
     """``RUN/student.pt`` -> (model in eval mode, the checkpoint's metadata: teacher, dataset, classes...)."""
     path = Path(run) / "student.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; expected the out folder of train.distill")
+        raise FileNotFoundError(f"{path} not found; expected the out folder of train.training.distill")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     meta = {k: v for k, v in ckpt.items() if k not in ("model",)}
     return Student.from_checkpoint(ckpt).to(device).eval(), meta
@@ -232,8 +232,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.stream_eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.distill's out)")
+    parser = argparse.ArgumentParser(prog="python -m train.evaluation.stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.training.distill's out)")
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
     parser.add_argument("--batch", type=int, default=256, help="streaming windows per forward pass")
     parser.add_argument("--no-teacher", action="store_true", help="skip the teacher row")

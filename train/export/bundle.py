@@ -1,9 +1,9 @@
 """Export a distilled student run to a model bundle the device loads (``edge.bundle``).
 
-    python -m train.export --run STUDENT_RUN --out bundle/ [--clip SOURCE] [--encode-every K]
+    python -m train.export.bundle --run STUDENT_RUN --out bundle/ [--clip SOURCE] [--encode-every K]
 
 Writes ``head.onnx`` (the student, both branches; dynamic batch and class count, fixed window), ``clip_visual.onnx``
-(``train.export_clip``; reused when the folder already holds an intact export of the same source),
+(``train.export.clip``; reused when the folder already holds an intact export of the same source),
 ``text_embeddings.npz`` (the run's cache) and ``manifest.json`` with the sha256 of every file. The head is verified:
 ONNX Runtime vs torch on real-length windows of the run's test videos (filling and full ring-buffer windows,
 batch 1 and 8); the largest difference is printed and must stay within ``MAX_ABS_DIFF``.
@@ -36,13 +36,13 @@ from edge.configfile import load_config
 from edge.preprocess import CLIP_VIT_B16
 from edge.smoother import SmootherParams
 from edge.snippets import encoded_offsets
-from train.clip_source import describe, is_random
-from train.data import read_split
-from train.distill import DistillConfig
-from train.export_clip import OPSET, export_clip, matches
-from train.stream_eval import load_student, smoother_params, snippet_scores, stream_batched, stream_windows
-from train.student import Student
-from train.text import load_text_embeddings
+from train.models.clip_source import describe, is_random
+from train.data.release import read_split
+from train.training.distill import DistillConfig
+from train.export.clip import OPSET, export_clip, matches
+from train.evaluation.stream import load_student, smoother_params, snippet_scores, stream_batched, stream_windows
+from train.models.student import Student
+from train.models.text import load_text_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +248,8 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", enc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.distill's out)")
+    parser = argparse.ArgumentParser(prog="python -m train.export.bundle", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.training.distill's out)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--clip", default="random", help="CLIP image encoder: local HF CLIP dir, 'random' or 'tiny'")
     parser.add_argument("--encode-every", type=int, default=1, metavar="K",

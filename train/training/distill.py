@@ -1,14 +1,14 @@
 """Distil the CPL-VAD teacher into the causal student, on windows of W snippets at the native snippet rate.
 
-    python -m train.distill --teacher RUN [--config configs/distill/default.yaml] [key=value ...]
+    python -m train.training.distill --teacher RUN [--config configs/distill/default.yaml] [key=value ...]
 
 Targets. The teacher (``RUN/teacher.pt``, its text cache ``RUN/text_embeddings.npz``) is run once over every
-training crop at the native rate (``train.train.infer_video``); its fused outputs P_b (sigmoid of the level-mean
+training crop at the native rate (``train.training.teacher.infer_video``); its fused outputs P_b (sigmoid of the level-mean
 logit) and P_c (softmax of the level-mean logits) are the soft targets of EVERY student level:
 
   * soft BCE between each level's anomaly probability and P_b;
   * KL(P_c || each level's class probabilities);
-  * the video-level losses of the teacher (``train.losses``: top-k BCE and MIL-align, per level), on the windows
+  * the video-level losses of the teacher (``train.training.losses``: top-k BCE and MIL-align, per level), on the windows
     whose video label holds for the window: windows of normal videos, and windows of anomalous videos placed to
     contain the teacher's peak snippet (a fraction ``loss.peak_fraction`` of them; the other anomalous windows
     are sampled anywhere and get the soft targets only).
@@ -26,7 +26,7 @@ for small datasets), on a random crop, with the
 valid rows first and zero padding after short videos (the ring buffer's layout). The run folder (``out``) gets
 ``student.pt`` (config + weights), ``config.yaml`` (resolved), ``text_embeddings.npz`` (the teacher's cache cut to
 the student's levels, what the bundle ships) and ``metrics.json`` (history, then the teacher / student offline /
-student streaming comparison of ``train.stream_eval``).
+student streaming comparison of ``train.evaluation.stream``).
 """
 from __future__ import annotations
 
@@ -47,12 +47,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from edge.configfile import StrictModel, dump_config, load_config
-from train.data import Split, read_split
-from train.losses import bce_topk_loss, is_anomalous, mil_align_loss
-from train.model import CPLVAD
-from train.student import Student, StudentConfig, StudentOutput
-from train.text import TextEmbeddings, load_text_embeddings, save_text_embeddings
-from train.train import TrainConfig, infer_video
+from train.data.release import Split, read_split
+from train.training.losses import bce_topk_loss, is_anomalous, mil_align_loss
+from train.models.cplvad import CPLVAD
+from train.models.student import Student, StudentConfig, StudentOutput
+from train.models.text import TextEmbeddings, load_text_embeddings, save_text_embeddings
+from train.training.teacher import TrainConfig, infer_video
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class DistillLossConfig(StrictModel):
 
 
 class DistillConfig(StrictModel):
-    teacher: str | None = None  # teacher run folder (train.train's out): teacher.pt, text_embeddings.npz
+    teacher: str | None = None  # teacher run folder (train.training.teacher's out): teacher.pt, text_embeddings.npz
     data: str | None = None  # dataset folder; None: the teacher's data.dir
     feature_root: str | None = None  # None: the teacher's data.feature_root
     crops: int | None = None  # crops per training video used (None: all)
@@ -101,7 +101,7 @@ class DistillConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads (0: torch's default)
     workers: int = 0  # DataLoader worker processes
-    evaluate: bool = True  # run train.stream_eval on the test set at the end
+    evaluate: bool = True  # run train.evaluation.stream on the test set at the end
 
 
 def student_config(cfg: DistillConfig) -> StudentConfig:
@@ -124,7 +124,7 @@ def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> Teacher
     run = Path(run)
     for name in ("teacher.pt", "text_embeddings.npz", "config.yaml"):
         if not (run / name).is_file():
-            raise FileNotFoundError(f"teacher run {run}: {name} not found; expected the out folder of train.train")
+            raise FileNotFoundError(f"teacher run {run}: {name} not found; expected the out folder of train.training.teacher")
     ckpt = torch.load(run / "teacher.pt", map_location="cpu", weights_only=True)
     # the learned prompts are not needed here: their output F_T is the cached text_embeddings.npz
     ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompts.")}
@@ -158,7 +158,7 @@ class Targets:
 
 def teacher_targets(teacher: Teacher, split: Split, crops: int | None, device: torch.device
                     ) -> list[list[Targets]]:
-    """Per video, per crop: the teacher's P_b and P_c (``train.train.infer_video``, its test protocol)."""
+    """Per video, per crop: the teacher's P_b and P_c (``train.training.teacher.infer_video``, its test protocol)."""
     text = torch.from_numpy(teacher.text.embeddings).to(device)
     chunk = teacher.model.config.max_len
     out = []
@@ -330,7 +330,7 @@ def train_student(student: Student, dataset: WindowDataset, text: Tensor, cfg: D
 def run(cfg: DistillConfig) -> dict:
     """The whole distillation; returns metrics.json's content."""
     if cfg.teacher is None:
-        raise ValueError("no teacher run given: pass --teacher RUN (a train.train out folder)")
+        raise ValueError("no teacher run given: pass --teacher RUN (a train.training.teacher out folder)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -370,15 +370,15 @@ def run(cfg: DistillConfig) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("wrote %s", out / "student.pt")
     if cfg.evaluate:
-        from train.stream_eval import evaluate_run  # stream_eval reads this module's config
+        from train.evaluation.stream import evaluate_run  # stream_eval reads this module's config
 
         metrics |= evaluate_run(out, device=device)
-    log.info("next: python -m train.export --run %s --out bundle/", out)
+    log.info("next: python -m train.export.bundle --run %s --out bundle/", out)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m train.training.distill", description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", help="teacher run folder (overrides the config's teacher)")
     parser.add_argument("--config", help="YAML file (configs/distill/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=5 student.window=32")

@@ -1,6 +1,6 @@
 """Export the CLIP image encoder to ONNX with a dynamic batch, then verify it against torch on real frames.
 
-    python -m train.export_clip --clip SOURCE --out clip_visual.onnx
+    python -m train.export.clip --clip SOURCE --out clip_visual.onnx
 
 Opset 17: the first opset with LayerNormalization as one operator (TensorRT fuses it and the INT8 recipe keeps
 it in float as one node), parsed by TensorRT 8.5+ (JetPack 5) and 10.x (JetPack 6), and run by ONNX Runtime
@@ -31,8 +31,8 @@ import transformers
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import file_sha256
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, preprocess
-from train.clip_source import describe, is_random
-from train.clip_visual import CLIPVisual, load_clip_visual
+from train.models.clip_source import describe, is_random
+from train.models.clip_visual import CLIPVisual, load_clip_visual
 from train.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def export_clip(source: str | Path, out: str | Path, *, seed: int = 0, opset: in
         "verify": asdict(check),
     }
     sidecar_path(path).write_text(json.dumps(sidecar, indent=2) + "\n")
-    log.info("exported %s (%.1f MB, opset %d) in %.1f s; next: python -m train.extract_features --backend onnx "
+    log.info("exported %s (%.1f MB, opset %d) in %.1f s; next: python -m train.data.extract --backend onnx "
              "--onnx %s --clip %s --videos DIR --out DIR", path, sidecar["bytes"] / 1e6, opset,
              time.perf_counter() - start, path, source)
     return sidecar
@@ -196,7 +196,7 @@ def matches(onnx_path: str | Path, source: str | Path, seed: int = 0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.export_clip", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.export.clip", description=__doc__.split("\n")[0])
     parser.add_argument("--clip", required=True, help="local Hugging Face CLIP dir, 'random' or 'tiny'")
     parser.add_argument("--out", required=True, type=Path, help="ONNX file to write (sidecar: same name .json)")
     parser.add_argument("--seed", type=int, default=0, help="weights seed for 'random' / 'tiny'")

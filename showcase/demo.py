@@ -1,11 +1,11 @@
-"""End to end on one machine, with no real CLIP weights: `make demo` (``python -m train.demo [--fast]``).
+"""End to end on one machine, with no real CLIP weights: `make demo` (``python -m showcase.demo [--fast]``).
 
-1. render street scenes with known anomalies (``train.scenes``): arson, fighting, explosion, and normal traffic;
-2. extract their snippet features through the device's own path (``train.extract_features``) with the
+1. render street scenes with known anomalies (``showcase.scenes``): arson, fighting, explosion, and normal traffic;
+2. extract their snippet features through the device's own path (``train.data.extract``) with the
    real-size ViT-B/16 on random weights (``--fast``: a tiny CLIP);
 3. write a dataset in the release layout (train/test lists, frame and segment ground truth of the held-out videos);
-4. train the CPL-VAD teacher (``train.train``), distil the causal student (``train.distill``), export the bundle
-   (``train.export``);
+4. train the CPL-VAD teacher (``train.training.teacher``), distil the causal student (``train.training.distill``), export the bundle
+   (``train.export.bundle``);
 5. start a local mosquitto (or use ``--mqtt-host/--mqtt-port``), subscribe, run ``edge/run.py`` on the held-out
    rendered videos and on the real sample videos, print events and stats as they arrive;
 6. end with a summary: events against the rendered ground truth (hits, misses, false alarms, category accuracy,
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import save_ground_truth
-from train.scenes import FPS as SCENE_FPS
+from train.data.release import save_ground_truth
+from showcase.scenes import FPS as SCENE_FPS
 from train.paths import PROJECT_ROOT, shared_data_dir
 
 log = logging.getLogger("demo")
@@ -260,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     scenes = work / "scenes"
-    step("render scenes", py("-m", "train.scenes", "--out", str(scenes), "--seed", "0", "--videos", str(plan.videos),
+    step("render scenes", py("-m", "showcase.scenes", "--out", str(scenes), "--seed", "0", "--videos", str(plan.videos),
                              "--frames", str(plan.frames)), scenes / "gt.json")
     features = work / "features"
     for split in ("train", "test"):
         step(f"extract {split} features (CLIP {plan.clip})",
-             py("-m", "train.extract_features", "--videos", str(scenes / f"{split}.txt"), "--labels",
+             py("-m", "train.data.extract", "--videos", str(scenes / f"{split}.txt"), "--labels",
                 str(scenes / "labels.csv"), "--out", str(features / split), "--clip", plan.clip, "--backend", "onnx",
                 "--encode-every", str(plan.encode_every), "--crops", "1"),
              features / split / "list.csv")
@@ -273,12 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (dataset / "gt_label.npy").exists():
         write_dataset(scenes, features, dataset)
     teacher, student, bundle = work / "teacher", work / "student", work / "bundle"
-    step("train the teacher", py("-m", "train.train", "--config", "configs/train/demo.yaml", f"data.dir={dataset}",
+    step("train the teacher", py("-m", "train.training.teacher", "--config", "configs/train/demo.yaml", f"data.dir={dataset}",
                                  f"out={teacher}", *plan.teacher_overrides), teacher / "metrics.json")
-    step("distil the student", py("-m", "train.distill", "--teacher", str(teacher), "--config",
+    step("distil the student", py("-m", "train.training.distill", "--teacher", str(teacher), "--config",
                                   "configs/distill/demo.yaml", f"out={student}", *plan.distill_overrides),
          student / "student.pt")
-    step("export the bundle", py("-m", "train.export", "--run", str(student), "--out", str(bundle), "--clip",
+    step("export the bundle", py("-m", "train.export.bundle", "--run", str(student), "--out", str(bundle), "--clip",
                                  plan.clip, "--encode-every", str(plan.encode_every)), bundle / "manifest.json")
 
     broker = None

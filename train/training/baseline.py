@@ -1,6 +1,6 @@
 """MIL baseline: a per-snippet head trained with video labels only (top-k multiple-instance learning).
 
-``python -m train.baseline --data DIR --out RUN [--config configs/train/mil.yaml] [key=value ...]``
+``python -m train.training.baseline --data DIR --out RUN [--config configs/train/mil.yaml] [key=value ...]``
 
 Model: a binary logit per snippet from a linear or small MLP head over its 512-d feature, and M-1
 anomaly-class logits from a separate linear head (separate so that the class loss does not disturb the binary
@@ -32,10 +32,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from edge.configfile import StrictModel, dump_config, load_config
-from train.clip_source import EMBED_DIM
-from train.data import FeatureDataset, load_ground_truth, read_split
-from train.losses import topk_count, topk_mean
-from train.metrics import evaluate_scores
+from edge.snippets import EMBED_DIM
+from train.data.dataset import FeatureDataset
+from train.data.release import load_ground_truth, read_split
+from train.training.losses import topk_count, topk_mean
+from train.evaluation.metrics import evaluate_scores
 from train.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def run(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.baseline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.training.baseline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="dataset folder (train.csv, test.csv, gt_*.npy)")
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default %(default)s)")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
-EMBED_DIM = 512  # projection size of ViT-B/16; the snippet-feature contract
+from edge.snippets import EMBED_DIM
+
 
 
 def vit_b16_config() -> CLIPConfig:

@@ -15,7 +15,7 @@ so the anomalies are made to change what a single frame looks like, not only how
 
 Each anomalous video has normal frames before and after the anomaly; its window is ``[onset_frame,
 offset_frame)`` (offset exclusive). Training uses video-level labels only (``labels.csv``); the frame
-windows are in ``gt.json`` for scoring. Labels are UCF-Crime class codes (``train.labels.UCF``).
+windows are in ``gt.json`` for scoring. Labels are UCF-Crime class codes (``train.data.labels.UCF``).
 
 Budget. The demo extracts features with the real-size ViT-B/16 on CPU (~4 images/s on 2 cores, fp32, batch 8).
 ``make demo``: 48 videos x 256 frames (16 s at 16 fps, 320x240) = 768 snippets of 16 frames; with
@@ -31,11 +31,11 @@ Output (``--out DIR``)::
 
 which is what the feature extractor reads::
 
-    python -m train.extract_features --videos DIR/train.txt --labels DIR/labels.csv --out FEATURES/train
+    python -m train.data.extract --videos DIR/train.txt --labels DIR/labels.csv --out FEATURES/train
 
 The output is deterministic per ``--seed`` (same frames; the mp4 bytes depend on the OpenCV build's encoder).
 
-    python -m train.scenes --out data/scenes --seed 0 [--videos 30] [--frames 256] [--fast]
+    python -m showcase.scenes --out data/scenes --seed 0 [--videos 30] [--frames 256] [--fast]
 """
 from __future__ import annotations
 
@@ -381,7 +381,7 @@ def write_scenes(out: Path, specs: list[SceneSpec], *, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.scenes", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m showcase.scenes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--videos", type=int, help=f"number of videos (default {DEFAULT_VIDEOS}, "
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     write_scenes(args.out, specs, seed=args.seed)
     counts = {split: sum(s.split == split for s in specs) for split in ("train", "test")}
-    log.info("wrote %d videos (%d train, %d test) x %d frames to %s; next: python -m train.extract_features "
+    log.info("wrote %d videos (%d train, %d test) x %d frames to %s; next: python -m train.data.extract "
              "--videos %s --labels %s --out <features>", len(specs), counts["train"], counts["test"], frames,
              args.out, args.out / "train.txt", args.out / "labels.csv")
     return 0

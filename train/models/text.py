@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 from transformers.masking_utils import create_causal_mask
 
-from train.clip_source import describe, resolve_config
+from train.models.clip_source import describe, resolve_config
 from train.paths import require_shared_data
 
 log = logging.getLogger(__name__)
