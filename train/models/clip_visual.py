@@ -1,8 +1,8 @@
 """The frozen CLIP image encoder: pixels [N,3,224,224] -> image_embeds [N,512], the ONNX export boundary.
 
 ``image_embeds`` is the visual projection's output, not L2-normalised (the snippet-feature contract, DESIGN.md
-section 3). Sources are those of :mod:`train.models.clip_source`: a local Hugging Face CLIP directory (real weights),
-``random`` (the real ViT-B/16 with seeded random weights) or ``tiny`` (a small random CLIP for tests).
+section 3). Sources are those of :mod:`train.models.clip_source`: a Hugging Face id or a local Hugging Face CLIP folder
+(real weights), ``random`` (the real ViT-B/16 with seeded random weights) or ``tiny`` (a small random CLIP for tests).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from edge.backends import TensorSpec, check_feeds
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE
-from train.models.clip_source import EMBED_DIM, describe, is_random, resolve_config
+from train.models.clip_source import EMBED_DIM, describe, is_random, pretrained_args, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,13 @@ class CLIPVisual(nn.Module):
         return self.vision(pixel_values=pixels).image_embeds
 
 
-def _load_pretrained(path: Path) -> CLIPVisionModelWithProjection:
-    """Vision tower + projection from a full CLIP checkpoint; missing vision weights are an error."""
+def _load_pretrained(source: str | Path) -> CLIPVisionModelWithProjection:
+    """Vision tower + projection from a full CLIP checkpoint (id or folder); missing vision weights are an error."""
+    path, kwargs = pretrained_args(source)
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the text tower's weights are "unexpected" here, by design
     try:
-        model, info = CLIPVisionModelWithProjection.from_pretrained(path, output_loading_info=True)
+        model, info = CLIPVisionModelWithProjection.from_pretrained(path, output_loading_info=True, **kwargs)
     finally:
         transformers.logging.set_verbosity(verbosity)
     if info["missing_keys"]:
@@ -59,7 +60,7 @@ def load_clip_visual(source: str | Path, seed: int = 0) -> CLIPVisual:
             torch.manual_seed(seed)
             vision = CLIPVisionModelWithProjection(config.vision_config)
     else:
-        vision = _load_pretrained(Path(source))
+        vision = _load_pretrained(source)
     vision_config = vision.config
     if vision_config.projection_dim != EMBED_DIM or vision_config.image_size != CLIP_SIZE:
         raise ValueError(f"CLIP source {source}: projection {vision_config.projection_dim}-d at "

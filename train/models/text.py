@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 from transformers.masking_utils import create_causal_mask
 
-from train.models.clip_source import describe, resolve_config
+from train.models.clip_source import describe, is_random, pretrained_args, resolve, resolve_config
 from train.paths import require_shared_data
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,19 @@ def bpe_vocabulary(bpe_path: Path) -> tuple[dict[str, int], list[tuple[str, str]
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(source: str | Path = "tiny", bpe_path: str | Path | None = None) -> CLIPTokenizer:
-    """The CLIP tokenizer: a local HF CLIP directory's own, else built offline from the CLIP BPE file.
+    """The CLIP tokenizer: a real source's own (Hugging Face id or folder), else built offline from the BPE file.
 
     ``bpe_path`` defaults to the shared data's ``clip/bpe_simple_vocab_16e6.txt.gz``.
     """
-    path = Path(str(source))
-    has_tokenizer = (path / "tokenizer.json").is_file() or (path / "vocab.json").is_file()
-    if str(source) not in ("random", "tiny") and has_tokenizer:
-        return CLIPTokenizer.from_pretrained(path)
+    if not is_random(source):
+        real = resolve(source)  # a Hugging Face id (its cached snapshot folder) or a local folder
+        if (real.folder / "tokenizer.json").is_file() or (real.folder / "vocab.json").is_file():
+            return CLIPTokenizer.from_pretrained(real.load, revision=real.revision)
+        if real.repo_id:  # online, the tokenizer files may not be in the cache yet
+            try:
+                return CLIPTokenizer.from_pretrained(real.load, revision=real.revision)
+            except OSError:
+                log.info("%s has no tokenizer files: using the CLIP BPE vocabulary", source)
     bpe = Path(bpe_path) if bpe_path is not None else require_shared_data(*BPE_FILE)
     vocab, merges = bpe_vocabulary(bpe)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
@@ -102,16 +107,16 @@ def tokenize(tokenizer: CLIPTokenizer, text: str) -> list[int]:
 def load_text_encoder(source: str | Path, seed: int = 0) -> CLIPTextModelWithProjection:
     """The CLIP text encoder + projection, frozen (no gradients, eval mode).
 
-    ``source``: a local HF CLIP directory (real weights), ``random`` (ViT-B/16 architecture, seeded random
-    weights) or ``tiny`` (small, seeded random; tests).
+    ``source``: a Hugging Face id or a local HF CLIP folder (real weights), ``random`` (ViT-B/16 architecture,
+    seeded random weights) or ``tiny`` (small, seeded random; tests).
     """
-    if str(source) in ("random", "tiny"):
+    if is_random(source):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             encoder = CLIPTextModelWithProjection(resolve_config(source).text_config)
     else:
-        resolve_config(source)  # clear error when the directory is not a CLIP checkpoint
-        encoder = CLIPTextModelWithProjection.from_pretrained(Path(str(source)))
+        path, kwargs = pretrained_args(source)  # clear error when it is not a CLIP checkpoint
+        encoder = CLIPTextModelWithProjection.from_pretrained(path, **kwargs)
     encoder.requires_grad_(False)
     return encoder.eval()
 
