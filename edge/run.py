@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a file (python edge/run.py): make the pr
 
 from edge.bundle import BundleError, load_bundle  # noqa: E402
 from edge.config import EdgeConfig  # noqa: E402
-from edge.configfile import ConfigError, load_config  # noqa: E402
+from edge.configfile import ConfigError, add_config_arguments, load_config  # noqa: E402
 from edge.mqtt import MqttPublisher, read_password  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
 from edge.pipeline import BundleMismatch, JsonlSink, MqttSink, Pipeline, check_runtime_fit, open_models  # noqa: E402
@@ -81,10 +81,7 @@ class SystemdNotifier:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="edge/run.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None,
-                   help="edge config YAML (default: configs/edge/default.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set stats.interval_s=5 (repeatable)")
+    add_config_arguments(p, EdgeConfig, DEFAULT_CONFIG)
     p.add_argument("--camera", action="append", metavar="[NAME=]SOURCE",
                    help="camera: V4L2 index, RTSP/HTTP URL, video file, csi://N, gst:<pipeline> (repeatable; "
                         "replaces the config's cameras)")
@@ -107,6 +104,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+FLAGS = {"cameras": "--camera", "bundle": "--bundle", "runtime.backend": "--backend",
+         "runtime.precision": "--precision", "mqtt.host": "--mqtt-host", "mqtt.port": "--mqtt-port",
+         "device": "--device-name", "jsonl": "--jsonl", "capture.realtime": "--realtime", "capture.loop": "--loop"}
+
+
 def resolve_config(args: argparse.Namespace) -> EdgeConfig:
     """The config file + ``--set`` overrides + flags (as overrides too); ConfigError names the bad key."""
     flags = {
@@ -116,7 +118,7 @@ def resolve_config(args: argparse.Namespace) -> EdgeConfig:
         "jsonl": args.jsonl, "capture.realtime": args.realtime, "capture.loop": args.loop,
     }
     # JSON is YAML: each value reaches the config exactly as given (strings stay strings)
-    overrides = [f"{key}={json.dumps(str(v) if isinstance(v, Path) else v)}"
+    overrides = [(f"{key}={json.dumps(str(v) if isinstance(v, Path) else v)}", f"{FLAGS.get(key, key)} {v}")
                  for key, v in flags.items() if v is not None]
     return load_config(EdgeConfig, args.config, [*args.overrides, *overrides])
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from edge.configfile import ConfigError, StrictModel, dump_config, load_config
@@ -62,3 +64,35 @@ def test_override_creates_a_null_section(tmp_path) -> None:
     (tmp_path / "t.yaml").write_text("name: a\n")
     with pytest.raises(ConfigError, match="is a value, not a section"):
         load_config(Train, tmp_path / "t.yaml", ["name.first=a"])
+
+
+def test_errors_are_one_line_naming_the_key_and_its_origin(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("optim:\n  lr: slow\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Train, path)
+    assert str(err.value).startswith(f"{path}: optim.lr = 'slow'") and "\n" not in str(err.value)
+    with pytest.raises(ConfigError) as err:  # the override replaces the file's value, and is blamed
+        load_config(Train, path, ["optim.lr=abc"])
+    assert str(err.value).startswith("--set optim.lr=abc: optim.lr = 'abc'")
+    with pytest.raises(ConfigError) as err:
+        load_config(Train, path, [("optim.lr=0.1", "--lr 0.1"), "optim.epoch=3"])
+    assert str(err.value).startswith("--set optim.epoch=3: unknown key 'optim.epoch'; did you mean 'optim.epochs'")
+
+
+def test_keys_help_lists_every_key_with_its_default() -> None:
+    from edge.configfile import config_keys, keys_help
+
+    assert [k for k, _, _ in config_keys(Train)] == [f for f in _leaf_keys(Train)]
+    text = keys_help(Train)
+    assert "optim.lr = " in text and "optim.epochs = " in text
+
+
+def _leaf_keys(model: type, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, StrictModel):
+            keys += _leaf_keys(field.annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys

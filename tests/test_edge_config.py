@@ -60,7 +60,7 @@ def test_unknown_keys_are_named_with_a_suggestion() -> None:
 ])
 def test_bad_values_name_the_key(override: str, key: str) -> None:
     message = _error([override])
-    assert f"  {key} = " in message, message
+    assert message.startswith(f"--set {override}: {key} = ") and "\n" not in message, message
 
 
 def test_flags_become_validated_overrides(tmp_path: Path) -> None:
