@@ -63,13 +63,15 @@ class _Section(BaseModel):
 
 class SnippetSpec(_Section):
     frames_per_snippet: int = FRAMES_PER_SNIPPET
-    encode_every: int = 1  # frames at offsets 0, K, 2K, ... < 16 of a snippet are encoded
+    encode_every: int  # frames at offsets 0, K, 2K, ... < 16 of a snippet are encoded (always written by export)
     embed_dim: int = EMBED_DIM
 
 
 class ClipInfo(_Section):
-    source: str  # "random" | "tiny" | "real:<dir>"
+    source: str  # "random" | "tiny" | "real:<dir>" | "hf:<org/name>"
     random: bool  # True: not real CLIP weights (demo only)
+    identity: dict[str, Any] | None = None  # repo id + revision or weights sha256 (train.models.clip_source.identity)
+    text: dict[str, Any] | None = None  # the text encoder the prompts were learned with (its identity)
 
 
 class ModelFile(_Section):
@@ -248,6 +250,9 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     if manifest.clip.random:
         log.warning("!!! bundle %s uses CLIP source %r with random weights: %s !!!", path, manifest.clip.source,
                     RANDOM_CLIP_WARNING)
+    elif manifest.clip.text and manifest.clip.text.get("random"):
+        log.warning("!!! bundle %s: its category prompts were learned through a RANDOM CLIP text encoder (%s): "
+                    "category names are meaningless outside the demo !!!", path, manifest.clip.text.get("kind"))
     log.info("bundle %s: %s %s, %d classes, window %d, %d levels, encode_every %d", path, manifest.name,
              manifest.version, len(manifest.classes), manifest.window, manifest.levels,
              manifest.snippet.encode_every)

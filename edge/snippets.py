@@ -15,6 +15,12 @@ import numpy as np
 
 FRAMES_PER_SNIPPET = 16  # frames per snippet feature (VadCLIP convention); declared only here
 EMBED_DIM = 512  # width of a snippet feature: the CLIP ViT-B/16 image projection; declared only here
+# The snippet policy, declared only here: the extractor, the export and (through the bundle) the device default to
+# it. 16 = one CLIP image per snippet (frame 0 of each 16), the device's budget: ViT-B/16 costs ~230 ms per image
+# on 2 CPU cores in FP32 (~100 ms INT8), so a 25 frames/s camera needs 1.6 images/s here and 25 at K=1. Features
+# must be extracted with the policy the device runs (export refuses a mismatch); the public VadCLIP release is
+# K=1 (README: "Snippet policy" gives the accuracy cost of running such a model at a larger K).
+DEFAULT_ENCODE_EVERY = 16
 
 
 def encoded_offsets(encode_every: int) -> np.ndarray:
@@ -62,7 +68,7 @@ class SnippetAccumulator:
     when a file ends, with the file's frame count.
     """
 
-    def __init__(self, encode_every: int = 1) -> None:
+    def __init__(self, encode_every: int = DEFAULT_ENCODE_EVERY) -> None:
         self.encode_every = int(encode_every)
         self._offsets = frozenset(int(o) for o in encoded_offsets(encode_every))
         self.incomplete = 0

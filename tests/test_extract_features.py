@@ -163,7 +163,7 @@ def videos(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def torch_run(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("torch")
     code = main(["--videos", str(videos), "--out", str(out), "--clip", "tiny", "--backend", "torch",
-                 "--max-frames", "40", "--crops", "5", "--batch", "16",
+                 "--max-frames", "40", "--crops", "5", "--batch", "16", "--encode-every", "1",
                  "--labels", str(videos.parent / "labels.txt")])
     assert code == 1  # broken.mp4 fails, the others are done
     return out
@@ -184,7 +184,8 @@ def test_extractor_writes_vadclip_format_and_reports_failures(torch_run: Path) -
 
 def test_extractor_resumes_and_refuses_mixed_settings(torch_run: Path, videos: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in torch_run.glob("*.npy")}
-    args = ["--videos", str(videos), "--out", str(torch_run), "--clip", "tiny", "--max-frames", "40"]
+    args = ["--videos", str(videos), "--out", str(torch_run), "--clip", "tiny", "--max-frames", "40",
+            "--encode-every", "1"]
     assert main([*args, "--crops", "5"]) == 1  # nothing to redo but broken.mp4
     assert {p.name: p.stat().st_mtime_ns for p in torch_run.glob("*.npy")} == before
     assert main([*args, "--crops", "10"]) == 2  # other settings into the same folder
@@ -192,7 +193,7 @@ def test_extractor_resumes_and_refuses_mixed_settings(torch_run: Path, videos: P
 
 def test_onnx_and_torch_backends_give_the_same_features(torch_run: Path, videos: Path, tmp_path: Path) -> None:
     assert main(["--videos", str(videos), "--out", str(tmp_path), "--clip", "tiny", "--backend", "onnx",
-                 "--max-frames", "40", "--crops", "5"]) == 1
+                 "--max-frames", "40", "--crops", "5", "--encode-every", "1"]) == 1
     assert (tmp_path / "clip_visual.onnx").is_file()
     for name in ("car-detection", "one-by-one-person-detection"):
         for k in range(5):

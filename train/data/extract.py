@@ -1,7 +1,8 @@
 """CLIP snippet features of your own videos, in the VadCLIP format the training code reads.
 
-    python -m train.data.extract --videos DIR_OR_LIST --out DIR [--crops 1|5|10] [--encode-every K]
-        [--backend torch|onnx] [--clip SOURCE] [--labels FILE] [--batch N]
+    python -m train.data.extract --videos DIR_OR_LIST --out DIR --clip SOURCE [--crops 1|5|10] [--encode-every K]
+        [--backend torch|onnx] [--labels FILE] [--batch N] [--shard I/N] [--merge]
+    torchrun --nproc-per-node 4 -m train.data.extract --videos ... --out DIR --clip SOURCE   # one shard per rank
 
 Writes ``<out>/<video name>__<k>.npy`` float32 [T, 512] per video and crop, T = frames // 16, and
 ``<out>/list.csv`` (``path,label``, one row per crop file, absolute paths as in the VadCLIP lists). Frames go
@@ -19,13 +20,24 @@ file name without extension; labels are checked against ``--dataset`` (ucf names
 Videos not listed get ``--default-label``, by default the dataset's normal class (``Normal`` / ``A``), which
 is the right label for footage of the normal scene a deployment learns from.
 
-Resumable: a video whose crop files all exist is skipped (files are written atomically); the run's settings are
-kept in ``<out>/extract.json`` and a rerun with other settings is refused. Unreadable videos are logged, the
-others still processed, and the exit code is 1.
+``--clip`` is required: a Hugging Face id (``openai/clip-vit-base-patch16``, read through the HF cache; offline
+with ``HF_HUB_OFFLINE=1``), a local Hugging Face CLIP folder, or explicitly ``random`` / ``tiny`` (tests, timing).
+``--encode-every`` defaults to ``edge.snippets.DEFAULT_ENCODE_EVERY``, the device's policy.
+
+Resumable: a video whose crop files all exist is skipped (files are written atomically); the run's settings,
+with the CLIP weights' identity (repo id + revision, or the weight files' sha256), are kept in
+``<out>/extract.json`` and a rerun with other settings is refused. Training and export read that record
+(``train.data.provenance``). Unreadable videos are logged, the others still processed, and the exit code is 1.
+
+Sharding: ``--shard I/N`` (or torchrun's RANK / WORLD_SIZE) takes videos I, I+N, I+2N, ... of the list; each
+shard marks itself done in ``<out>/shards/``, and the last shard to finish writes the one ``list.csv`` for all
+videos. ``--merge`` writes it from the finished files alone (after a shard failed, or to check what is missing).
+Under torchrun with GPUs, rank r encodes on ``cuda:LOCAL_RANK``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -43,8 +55,9 @@ from tqdm import tqdm
 from edge.backends import InferenceBackend
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, PreprocessSpec, center_crop, \
     check_frame, normalize, resize_shorter_side
-from edge.snippets import SnippetAccumulator, encoded_offsets, snippet_count
-from train.models.clip_source import describe, is_random
+from edge.snippets import DEFAULT_ENCODE_EVERY, SnippetAccumulator, encoded_offsets, snippet_count
+from train.data.provenance import RECORD_FILE
+from train.models.clip_source import describe, identity, is_random
 from train.data.labels import LabelMap, label_map
 
 log = logging.getLogger(__name__)
@@ -133,7 +146,8 @@ class VideoResult:
     features: np.ndarray  # [T, n_crops, 512]
 
 
-def extract_video(path: Path, backend: InferenceBackend, *, n_crops: int = 1, encode_every: int = 1,
+def extract_video(path: Path, backend: InferenceBackend, *, n_crops: int = 1,
+                  encode_every: int = DEFAULT_ENCODE_EVERY,
                   batch: int = 32, max_frames: int | None = None) -> VideoResult:
     """Snippet features of one video; ``batch`` = images (frames x crops) per encoder call, at least one frame."""
     accumulator = SnippetAccumulator(encode_every)
@@ -194,9 +208,15 @@ def write_list(path: Path, rows: list[tuple[Path, str]]) -> None:
     os.replace(tmp, path)
 
 
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def check_settings(out: Path, settings: dict) -> None:
     """Record the run's settings; refuse to mix features made with different ones in one folder."""
-    path = out / "extract.json"
+    path = out / RECORD_FILE
     if path.is_file():
         before = json.loads(path.read_text())
         changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
@@ -204,23 +224,101 @@ def check_settings(out: Path, settings: dict) -> None:
             raise ValueError(f"{out} holds features made with other settings ({path}): "
                              + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changed.items())
                              + "; use another --out or delete the folder")
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    write_json_atomic(path, settings)
+
+
+def parse_shard(text: str | None, env: dict[str, str] | os._Environ = os.environ) -> tuple[int, int]:
+    """``--shard I/N``, else torchrun's RANK / WORLD_SIZE, else (0, 1)."""
+    if text is None:
+        return int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: expected 0 <= I < N")
+    return index, count
+
+
+def shard_videos(videos: list[Path], index: int, count: int) -> list[Path]:
+    """Videos index, index + count, ... (round robin, so long and short files spread over the shards)."""
+    return videos[index::count]
+
+
+def shard_marker(out: Path, index: int, count: int) -> Path:
+    return out / "shards" / f"{index}-of-{count}.json"
+
+
+def finished_rows(videos: list[Path], out: Path, n_crops: int, labels: dict[str, str], default_label: str
+                  ) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """(list rows of every video whose crop files all exist, in list order; the videos still missing)."""
+    rows: list[tuple[Path, str]] = []
+    missing: list[Path] = []
+    for video in videos:
+        paths = crop_paths(out, video.stem, n_crops)
+        if all(p.is_file() for p in paths):
+            rows += [(p, labels.get(video.stem, default_label)) for p in paths]
+        else:
+            missing.append(video)
+    return rows, missing
+
+
+def merge(videos: list[Path], out: Path, n_crops: int, labels: dict[str, str], default_label: str) -> list[Path]:
+    """Write ``out/list.csv`` for every finished video of the whole list; returns the missing ones."""
+    rows, missing = finished_rows(videos, out, n_crops, labels, default_label)
+    write_list(out / "list.csv", rows)
+    log.info("list %s: %d videos (%d rows)%s", out / "list.csv", len(videos) - len(missing), len(rows),
+             f"; {len(missing)} not extracted: " + ", ".join(v.name for v in missing[:5])
+             + (" ..." if len(missing) > 5 else "") if missing else "")
+    return missing
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """One process at a time (shards share the folder's ONNX export)."""
+    import fcntl
+
+    with open(out / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def make_backend(kind: str, source: str, *, seed: int, onnx_path: Path | None, out: Path,
-                 threads: int | None) -> InferenceBackend:
-    """``torch``: the CLIP module itself; ``onnx``: ONNX Runtime on ``onnx_path`` (exported there if absent)."""
+                 threads: int | None, device: str | None = None) -> InferenceBackend:
+    """``torch``: the CLIP module itself (on ``device``); ``onnx``: ONNX Runtime on ``onnx_path`` (exported there
+    if absent)."""
     from train.models.clip_visual import TorchCLIPBackend, load_clip_visual
 
     if kind == "torch":
-        return TorchCLIPBackend(load_clip_visual(source, seed=seed), threads=threads)
+        return TorchCLIPBackend(load_clip_visual(source, seed=seed), threads=threads, device=device)
     from edge.backends.onnxruntime import OnnxRuntimeBackend
     from train.export.clip import export_clip, matches
 
     path = onnx_path or out / "clip_visual.onnx"
-    if onnx_path is None and not matches(path, source, seed):
-        export_clip(source, path, seed=seed)
+    if onnx_path is None:
+        with folder_lock(out):
+            if not matches(path, source, seed):
+                export_clip(source, path, seed=seed)
     return OnnxRuntimeBackend(path, threads=threads)
+
+
+def torch_device(env: dict[str, str] | os._Environ = os.environ) -> str | None:
+    """``cuda:LOCAL_RANK`` when a GPU is there (one per rank under torchrun), else None (CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return f"cuda:{int(env.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+
+
+def cpu_threads(requested: int | None, shards_here: int, device: str | None) -> int | None:
+    """``--threads``, else the cores split among the shards on this machine (None: the library's default)."""
+    if requested is not None or device is not None or shards_here <= 1:
+        return requested
+    return max(1, (os.cpu_count() or 1) // shards_here)
 
 
 @dataclass
@@ -234,20 +332,19 @@ class Summary:
 
 
 def run(videos: list[Path], out: Path, backend: InferenceBackend, *, n_crops: int, encode_every: int,
-        batch: int, labels: dict[str, str], default_label: str, max_frames: int | None) -> Summary:
-    """Extract every video not done yet, then write the list CSV for all finished ones."""
+        batch: int, labels: dict[str, str], default_label: str, max_frames: int | None,
+        shard: tuple[int, int] = (0, 1)) -> Summary:
+    """Extract every video of this shard not done yet; the last shard to finish writes the list CSV for all
+    finished videos of the whole list."""
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(failed=[])
-    rows: list[tuple[Path, str]] = []
+    mine = shard_videos(videos, *shard)
     start = time.perf_counter()
-    bar = tqdm(videos, unit="video", desc="extract")
+    bar = tqdm(mine, unit="video", desc="extract" if shard[1] == 1 else f"extract {shard[0]}/{shard[1]}")
     for video in bar:
-        name = video.stem
-        paths = crop_paths(out, name, n_crops)
-        label = labels.get(name, default_label)
+        paths = crop_paths(out, video.stem, n_crops)
         if all(p.is_file() for p in paths):
             summary.skipped += 1
-            rows += [(p, label) for p in paths]
             continue
         try:
             result = extract_video(video, backend, n_crops=n_crops, encode_every=encode_every, batch=batch,
@@ -258,14 +355,24 @@ def run(videos: list[Path], out: Path, backend: InferenceBackend, *, n_crops: in
             continue
         for k, path in enumerate(paths):
             save_atomic(path, np.ascontiguousarray(result.features[:, k]))  # [T, 512]
-        rows += [(p, label) for p in paths]
         summary.done += 1
         summary.snippets += result.snippets
         summary.encoded += result.encoded
         elapsed = time.perf_counter() - start
         bar.set_postfix(snippets_s=f"{summary.snippets / elapsed:.1f}", frames_s=f"{summary.encoded / elapsed:.1f}")
     summary.seconds = time.perf_counter() - start
-    write_list(out / "list.csv", rows)
+    if shard[1] == 1:
+        merge(videos, out, n_crops, labels, default_label)
+        return summary
+    marker = shard_marker(out, *shard)
+    marker.parent.mkdir(exist_ok=True)
+    write_json_atomic(marker, {"videos": len(mine), "done": summary.done, "skipped": summary.skipped,
+                               "failed": [str(v) for v, _ in summary.failed], "seconds": summary.seconds})
+    if all(shard_marker(out, i, shard[1]).is_file() for i in range(shard[1])):
+        merge(videos, out, n_crops, labels, default_label)
+    else:
+        log.info("shard %d/%d done; the last shard to finish writes %s (or run with --merge)", *shard,
+                 out / "list.csv")
     unlisted = [v.stem for v in videos if v.stem not in labels]
     if labels and unlisted:
         log.warning("%d videos are not in the labels file and got %r: %s", len(unlisted), default_label,
@@ -280,10 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", required=True, type=Path, help="folder of videos, or a text file listing them")
     parser.add_argument("--out", required=True, type=Path, help="output folder for .npy files and list.csv")
     parser.add_argument("--crops", type=int, default=1, choices=CROP_CHOICES, help="views per frame (default 1)")
-    parser.add_argument("--encode-every", type=int, default=1, metavar="K",
-                        help="encode frames 0, K, 2K.. of each 16-frame snippet (1..16, default 1)")
+    parser.add_argument("--encode-every", type=int, default=DEFAULT_ENCODE_EVERY, metavar="K",
+                        help="encode frames 0, K, 2K.. of each 16-frame snippet (1..16, default "
+                             f"{DEFAULT_ENCODE_EVERY}: the device's policy; 1 = the public release's)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    parser.add_argument("--clip", default="random", help="local Hugging Face CLIP dir, 'random' or 'tiny'")
+    parser.add_argument("--clip", required=True,
+                        help="Hugging Face id (openai/clip-vit-base-patch16), local Hugging Face CLIP folder, or "
+                             "explicitly 'random' / 'tiny' (random weights: tests and timing only)")
     parser.add_argument("--seed", type=int, default=0, help="weights seed for 'random' / 'tiny'")
     parser.add_argument("--onnx", type=Path, help="exported CLIP visual ONNX for --backend onnx "
                                                   "(default: export to OUT/clip_visual.onnx)")
@@ -293,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="images (frames x crops) per encoder call")
     parser.add_argument("--threads", type=int, help="CPU threads for torch / ONNX Runtime")
     parser.add_argument("--max-frames", type=int, help="read at most this many frames per video")
+    parser.add_argument("--shard", metavar="I/N", help="extract videos I, I+N, ... of the list (default: torchrun's "
+                                                      "RANK/WORLD_SIZE, else all)")
+    parser.add_argument("--merge", action="store_true", help="only write list.csv from the finished files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -304,19 +417,26 @@ def main(argv: list[str] | None = None) -> int:
         labels_map.parse(default_label, where="--default-label")
         labels = read_labels(args.labels, labels_map) if args.labels else {}
         videos = find_videos(args.videos)
+        shard = parse_shard(args.shard)
+        if args.merge:
+            return 1 if merge(videos, args.out, args.crops, labels, default_label) else 0
         args.out.mkdir(parents=True, exist_ok=True)
-        check_settings(args.out, {"clip": describe(args.clip), "seed": args.seed if is_random(args.clip) else None,
+        device = torch_device() if args.backend == "torch" else None
+        threads = cpu_threads(args.threads, int(os.environ.get("LOCAL_WORLD_SIZE", shard[1])), device)
+        backend = make_backend(args.backend, args.clip, seed=args.seed, onnx_path=args.onnx, out=args.out,
+                               threads=threads, device=device)
+        seed = args.seed if is_random(args.clip) else None
+        check_settings(args.out, {"clip": describe(args.clip), "seed": seed, "clip_identity": identity(args.clip, seed),
                                   "crops": args.crops, "encode_every": args.encode_every,
                                   "max_frames": args.max_frames, "preprocess": CLIP_VIT_B16.to_dict()})
         if is_random(args.clip):
             log.warning("CLIP source %r has RANDOM weights: these features are for tests and timing only", args.clip)
-        backend = make_backend(args.backend, args.clip, seed=args.seed, onnx_path=args.onnx, out=args.out,
-                               threads=args.threads)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         log.error("%s", err)
         return 2
     summary = run(videos, args.out, backend, n_crops=args.crops, encode_every=args.encode_every,
-                  batch=args.batch, labels=labels, default_label=default_label, max_frames=args.max_frames)
+                  batch=args.batch, labels=labels, default_label=default_label, max_frames=args.max_frames,
+                  shard=shard)
     seconds = max(summary.seconds, 1e-9)
     log.info("%d videos extracted, %d already done, %d failed; %d snippets, %d frames encoded in %.1f s "
              "(%.1f frames/s, %.1f snippets/s, backend %s); list: %s", summary.done, summary.skipped,

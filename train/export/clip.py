@@ -31,7 +31,8 @@ import transformers
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import file_sha256
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, preprocess
-from train.models.clip_source import describe, is_random
+from train.data.provenance import same_weights
+from train.models.clip_source import describe, identity, is_random
 from train.models.clip_visual import CLIPVisual, load_clip_visual
 from train.paths import shared_data_dir
 
@@ -148,9 +149,11 @@ def export_clip(source: str | Path, out: str | Path, *, seed: int = 0, opset: in
     """
     start = time.perf_counter()
     model = load_clip_visual(source, seed=seed)
+    ident = identity(source, seed)
     metadata = {
         "cplvad.model": "clip_visual",
         "cplvad.clip": describe(source),
+        "cplvad.clip_identity": json.dumps(ident),
         "cplvad.clip_random": str(is_random(source)).lower(),
         "cplvad.preprocess": json.dumps(CLIP_VIT_B16.to_dict()),
     }
@@ -166,6 +169,7 @@ def export_clip(source: str | Path, out: str | Path, *, seed: int = 0, opset: in
         "clip": describe(source),
         "random": is_random(source),
         "seed": seed if is_random(source) else None,
+        "identity": ident,
         "file": path.name,
         "sha256": file_sha256(path),
         "bytes": path.stat().st_size,
@@ -191,13 +195,20 @@ def matches(onnx_path: str | Path, source: str | Path, seed: int = 0) -> bool:
         return False
     info = json.loads(side.read_text())
     wanted_seed = seed if is_random(source) else None
-    return (info.get("clip") == describe(source) and info.get("seed") == wanted_seed
-            and info.get("sha256") == file_sha256(path))
+    if not (info.get("clip") == describe(source) and info.get("seed") == wanted_seed):
+        return False
+    if "identity" in info:
+        if not same_weights(info["identity"], identity(source, seed)):
+            return False
+    elif not is_random(source):  # an older export of real weights names no revision: export again
+        return False
+    return info.get("sha256") == file_sha256(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.export.clip", description=__doc__.split("\n")[0])
-    parser.add_argument("--clip", required=True, help="local Hugging Face CLIP dir, 'random' or 'tiny'")
+    parser.add_argument("--clip", required=True, help="Hugging Face id (e.g. openai/clip-vit-base-patch16), local "
+                                                      "Hugging Face CLIP folder, 'random' or 'tiny'")
     parser.add_argument("--out", required=True, type=Path, help="ONNX file to write (sidecar: same name .json)")
     parser.add_argument("--seed", type=int, default=0, help="weights seed for 'random' / 'tiny'")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")

@@ -76,8 +76,9 @@ def load_clip_visual(source: str | Path, seed: int = 0) -> CLIPVisual:
 class TorchCLIPBackend:
     """A :class:`edge.backends.InferenceBackend` over a torch :class:`CLIPVisual` (for training-side tools)."""
 
-    def __init__(self, model: CLIPVisual, *, threads: int | None = None) -> None:
-        self.model = model.eval()
+    def __init__(self, model: CLIPVisual, *, threads: int | None = None, device: str | None = None) -> None:
+        self.device = torch.device(device or "cpu")
+        self.model = model.eval().to(self.device)
         if threads is not None:
             torch.set_num_threads(threads)
         self.inputs = (TensorSpec(CLIP_INPUT_NAME, ("batch", 3, CLIP_SIZE, CLIP_SIZE), np.dtype(np.float32)),)
@@ -86,5 +87,5 @@ class TorchCLIPBackend:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.inputs, feeds, model=f"torch CLIP {self.model.source}")
         with torch.inference_mode():
-            embeds = self.model(torch.from_numpy(feeds[CLIP_INPUT_NAME]))
-        return {CLIP_OUTPUT_NAME: embeds.numpy()}
+            embeds = self.model(torch.from_numpy(feeds[CLIP_INPUT_NAME]).to(self.device))
+        return {CLIP_OUTPUT_NAME: embeds.float().cpu().numpy()}
