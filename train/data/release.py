@@ -1,21 +1,26 @@
 """Snippet-feature datasets in the VadCLIP release layout (numpy only: calibration and evaluation import it too).
 
-A dataset folder ``DIR`` holds::
+A dataset folder ``DIR`` holds a training list, a test list and the test ground truth, under the names of one
+of three layouts (:data:`LAYOUTS`; :func:`locate` finds which, so the public release loads as published)::
 
-    train.csv, test.csv        `path,label` rows, one row per crop file `<video>__<k>.npy` ([T,512] float)
-    gt_frames.npy              frame labels of the test videos in test.csv order (16 per snippet)
-    gt_segment.npy             per test video: [[start, end], ...] anomaly segments in frames (object array)
-    gt_label.npy               per test video: the class code of each segment, 'A' for normal (object array)
+    layout           train list          test list              frame labels  segments             labels
+    ours             train.csv           test.csv               gt_frames.npy gt_segment.npy       gt_label.npy
+    VadCLIP UCF      ucf_CLIP_rgb.csv    ucf_CLIP_rgbtest.csv   gt_ucf.npy    gt_segment_ucf.npy   gt_label_ucf.npy
+    VadCLIP XD       xd_CLIP_rgb.csv     xd_CLIP_rgbtest.csv    gt.npy        gt_segment.npy       gt_label.npy
 
-These are the files of the public VadCLIP feature release renamed (``ucf_CLIP_rgb.csv`` -> ``train.csv``,
-``gt_ucf.npy`` -> ``gt_frames.npy``, ``gt_segment_ucf.npy`` -> ``gt_segment.npy``, ...); their feature paths
-are the authors' absolute paths, so pass ``feature_root`` (the folder you unpacked the features into) and each
-path is found by its trailing ``<class dir>/<file>`` or ``<file>``. ``python -m train.data.synth`` writes the same
-layout.
+    lists              `path,label` rows, one row per crop file `<video>__<k>.npy` ([T,512] float)
+    frame labels       of the test videos concatenated in test-list order, one crop per video (16 per snippet)
+    segments           per test video: [[start, end], ...] anomaly segments in frames (object array)
+    labels             per test video: the class code of each segment, 'A' for normal (object array)
+
+The release's lists hold the authors' absolute paths (``/home/.../UCFClipFeatures/Abuse/Abuse001_x264__0.npy``,
+``/home/.../XDTrainClipFeatures/<video>__0.npy``): pass ``feature_root``, the folder the feature archives were
+unpacked into, and each path is found by its trailing ``<archive dir>/<class dir>/<file>``, ``<class dir>/<file>``
+or ``<file>``. ``python -m train.data.synth`` writes our layout.
 
 Training uses one crop per access (random, or seeded by ``seed``/epoch) and a fixed length: longer videos are
-average-pooled into uniform bins, shorter ones zero-padded with a mask. Testing uses the one crop per video
-that test.csv lists, at the native snippet rate, cut into fixed-length chunks.
+average-pooled into uniform bins, shorter ones zero-padded with a mask. Testing uses one crop per video (the
+lowest ``k`` the test list names), at the native snippet rate, cut into fixed-length chunks.
 """
 from __future__ import annotations
 
@@ -76,16 +81,19 @@ def num_snippets(path: str | Path) -> int:
 
 
 def resolve_path(raw: str, csv_dir: Path, feature_root: Path | None) -> Path:
-    """A listed feature path: as given, else relative to the CSV, else under ``feature_root``."""
+    """A listed feature path: as given, else relative to the CSV, else under ``feature_root`` by its last 3, 2 or 1
+    parts (``UCFClipFeatures/Abuse/x.npy``, ``Abuse/x.npy``, ``x.npy``; XD: ``XDTestClipFeatures/x.npy``)."""
     given = Path(raw)
     candidates = [given] if given.is_absolute() else [given, csv_dir / given]
     if feature_root is not None:
-        candidates += [feature_root / given.parent.name / given.name, feature_root / given.name]
-    for candidate in candidates:
+        parts = given.parts[1:] if given.is_absolute() else given.parts
+        candidates += [feature_root.joinpath(*parts[-k:]) for k in (3, 2, 1) if len(parts) >= k]
+    for candidate in dict.fromkeys(candidates):
         if candidate.is_file():
             return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    hint = "" if feature_root is not None else " (pass feature_root if the CSV lists another machine's paths)"
+    tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    hint = (f" (is feature_root {feature_root} the folder the feature archives were unpacked into?)"
+            if feature_root is not None else " (pass feature_root if the CSV lists another machine's paths)")
     raise FileNotFoundError(f"feature file {raw!r} not found; tried {tried}{hint}")
 
 
@@ -191,6 +199,111 @@ def read_split(csv_path: str | Path, dataset: str | None = None, feature_root: s
     return Split(videos, lm, csv_path)
 
 
+# ------------------------------------------------------------ dataset folders
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The file names of one dataset-folder layout."""
+
+    name: str
+    dataset: str | None  # the dataset its names imply (None: inferred from the labels)
+    train: str
+    test: str
+    gt_frames: str
+    gt_segment: str
+    gt_label: str
+
+
+LAYOUTS = (
+    Layout("ours", None, "train.csv", "test.csv", "gt_frames.npy", "gt_segment.npy", "gt_label.npy"),
+    Layout("VadCLIP UCF-Crime", "ucf", "ucf_CLIP_rgb.csv", "ucf_CLIP_rgbtest.csv", "gt_ucf.npy",
+           "gt_segment_ucf.npy", "gt_label_ucf.npy"),
+    Layout("VadCLIP XD-Violence", "xd", "xd_CLIP_rgb.csv", "xd_CLIP_rgbtest.csv", "gt.npy", "gt_segment.npy",
+           "gt_label.npy"),
+)
+ROLES = ("train", "test", "gt_frames", "gt_segment", "gt_label")
+GROUND_TRUTH = ("gt_frames", "gt_segment", "gt_label")
+
+
+def _listing(folder: Path, limit: int = 12) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not names:
+        return "nothing (the folder is empty)"
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+@dataclass(frozen=True)
+class ReleaseFiles:
+    """The list and ground-truth files of one dataset folder, whatever its layout."""
+
+    dir: Path
+    layout: Layout
+
+    def path(self, role: str) -> Path:
+        """``role`` in :data:`ROLES` -> its path (it may not exist; see :meth:`require`)."""
+        return self.dir / getattr(self.layout, role)
+
+    def has(self, *roles: str) -> bool:
+        return all(self.path(r).is_file() for r in roles)
+
+    def require(self, *roles: str) -> ReleaseFiles:
+        """Self when every ``role`` file exists; else FileNotFoundError naming the first missing one."""
+        for role in roles:
+            if not self.path(role).is_file():
+                raise FileNotFoundError(f"{self.path(role)} not found ({self.layout.name} layout, "
+                                        f"{role.replace('_', ' ')}); {self.dir} holds {_listing(self.dir)}")
+        return self
+
+    @property
+    def train(self) -> Path:
+        return self.path("train")
+
+    @property
+    def test(self) -> Path:
+        return self.path("test")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.layout.dataset
+
+
+def locate(data_dir: str | Path, dataset: str | None = None, *, need: Sequence[str] = ()) -> ReleaseFiles:
+    """Detect the layout of a dataset folder (ours, VadCLIP UCF or VadCLIP XD) by the lists it holds.
+
+    ``dataset`` ('ucf' / 'xd') picks one when the folder holds several (VadCLIP's own ``list/`` folder holds both
+    releases); ``need`` (roles of :data:`ROLES`, ``"gt"`` for the three ground-truth files) must exist.
+    """
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder {folder} not found (data.dir / --data)")
+    present = [lay for lay in LAYOUTS if (folder / lay.train).is_file() or (folder / lay.test).is_file()]
+    found = [lay for lay in present if dataset is None or lay.dataset in (None, dataset)]
+    if not found:
+        if present:
+            raise ValueError(f"{folder} holds the {present[0].name} lists, but the dataset is set to {dataset!r}: "
+                             f"set data.dataset to {present[0].dataset} (or leave it unset)")
+        expected = "; ".join(f"{lay.train} + {lay.test} ({lay.name})" for lay in LAYOUTS)
+        raise FileNotFoundError(f"{folder}: no dataset lists found, expected {expected}; "
+                                f"the folder holds {_listing(folder)}")
+    if len(found) > 1:
+        names = " and ".join(f"{lay.name} ({lay.train}, {lay.test})" for lay in found)
+        fix = ("set data.dataset to ucf or xd" if dataset is None
+               else "keep one layout's files in the folder")
+        raise ValueError(f"{folder} holds the lists of several layouts, {names}: {fix}")
+    files = ReleaseFiles(folder, found[0])
+    roles = [r for role in need for r in (GROUND_TRUTH if role == "gt" else (role,))]
+    return files.require(*roles)
+
+
+def load_split(data_dir: str | Path, which: str, dataset: str | None = None,
+               feature_root: str | Path | None = None, crops: int | None = None) -> Split:
+    """The ``which`` ('train' / 'test') list of a dataset folder in any layout (see :func:`locate`)."""
+    files = locate(data_dir, dataset, need=(which,))
+    return read_split(files.path(which), dataset or files.dataset, feature_root, crops)
+
+
 # ------------------------------------------------------------ lengths
 
 
@@ -276,18 +389,28 @@ class GroundTruth:
         return self.gt_frames[start:start + FRAMES_PER_SNIPPET * self.num_snippets[index]]
 
 
-def _load_object_array(path: Path, count: int) -> list:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: ground-truth file not found")
+def _load_object_array(path: Path, count: int, test_list: Path) -> list:
     # These VadCLIP files are object arrays of Python lists: pickle is needed, and only used for them.
     data = list(np.load(path, allow_pickle=True))
     if len(data) != count:
-        raise ValueError(f"{path}: {len(data)} entries, expected one per test video ({count})")
+        raise ValueError(f"{path}: {len(data)} entries, expected one per test video ({count} videos in "
+                         f"{test_list}): the ground truth and the test list come from different releases")
     return data
 
 
+def frames_hint(frames: int, snippets: int) -> str:
+    """Why ``frames`` frame labels may not match ``snippets`` test snippets: the fix to print."""
+    ratio = frames / max(snippets, 1)
+    if round(ratio) != FRAMES_PER_SNIPPET and abs(ratio - round(ratio)) < 0.02 * ratio:
+        return (f"the ground truth counts about {ratio:.1f} frames per snippet: the features were extracted with "
+                f"another snippet length (re-extract with {FRAMES_PER_SNIPPET}-frame snippets)")
+    return ("the test features found are not the ones this ground truth was made for: check data.feature_root "
+            "(the folder the release's feature archives were unpacked into) and that the list, ground truth and "
+            "features come from the same release")
+
+
 def save_ground_truth(data_dir: str | Path, gt_frames: np.ndarray, segments: Sequence, seg_labels: Sequence) -> None:
-    """Write DIR/gt_frames.npy, gt_segment.npy and gt_label.npy in VadCLIP's layout (what load_ground_truth reads).
+    """Write DIR/gt_frames.npy, gt_segment.npy and gt_label.npy (our layout; what load_ground_truth reads).
 
     gt_frames: frame labels of the test videos concatenated in test.csv order; segments / seg_labels: one list per
     video ([[start, end], ...] frames, and a class code per segment, 'A' for normal videos), stored as given.
@@ -300,40 +423,53 @@ def save_ground_truth(data_dir: str | Path, gt_frames: np.ndarray, segments: Seq
         np.save(data_dir / name, array, allow_pickle=True)
 
 
-def load_ground_truth(data_dir: str | Path, *, feature_root: str | Path | None = None) -> GroundTruth:
-    """Read DIR/test.csv (for names and lengths), gt_frames.npy, gt_segment.npy and gt_label.npy."""
-    data_dir = Path(data_dir)
-    split = read_split(data_dir / "test.csv", feature_root=feature_root)
+def load_ground_truth(data_dir: str | Path, *, feature_root: str | Path | None = None,
+                      dataset: str | None = None) -> GroundTruth:
+    """Read a dataset folder's test list (for names and lengths) and ground truth, in any layout (:func:`locate`),
+    and check them against each other: 16 frame labels per listed test snippet (one crop per video, list order),
+    one segment and label entry per test video."""
+    files = locate(data_dir, dataset, need=("test", "gt"))
+    split = read_split(files.test, dataset or files.dataset, feature_root)
     lengths = [num_snippets(v.crops[0]) for v in split.videos]
     n = len(split)
 
-    frames_path = data_dir / "gt_frames.npy"
-    if not frames_path.is_file():
-        raise FileNotFoundError(f"{frames_path}: ground-truth file not found")
+    frames_path = files.path("gt_frames")
     gt_frames = np.load(frames_path, allow_pickle=False).astype(np.float32).reshape(-1)
     expected = FRAMES_PER_SNIPPET * sum(lengths)
     if gt_frames.shape[0] != expected:
-        raise ValueError(f"{frames_path}: {gt_frames.shape[0]} frame labels, expected 16 x {sum(lengths)} "
-                         f"snippets = {expected} (the test features listed in {split.source})")
+        raise ValueError(f"{frames_path}: {gt_frames.shape[0]} frame labels, expected {FRAMES_PER_SNIPPET} x "
+                         f"{sum(lengths)} snippets = {expected} (the {n} test videos of {split.source}, one crop "
+                         f"each, e.g. {split.videos[0].crops[0]}); "
+                         f"{frames_hint(gt_frames.shape[0], sum(lengths))}")
 
-    raw_segments = _load_object_array(data_dir / "gt_segment.npy", n)
-    raw_labels = _load_object_array(data_dir / "gt_label.npy", n)
+    segment_path, label_path = files.path("gt_segment"), files.path("gt_label")
+    raw_segments = _load_object_array(segment_path, n, split.source)
+    raw_labels = _load_object_array(label_path, n, split.source)
     known = set(split.label_map.codes) | {"A"}
     segments, seg_labels = [], []
     for name, segs, labels in zip(split.names, raw_segments, raw_labels):
         try:
             arr = np.asarray(segs, dtype=np.float64).reshape(-1, 2)  # UCF stores the numbers as strings
         except ValueError:
-            raise ValueError(f"{data_dir / 'gt_segment.npy'}: segments of {name} are not "
-                             f"[[start, end], ...]: {segs!r}") from None
+            raise ValueError(f"{segment_path}: segments of {name} are not [[start, end], ...]: {segs!r}") from None
         labels = [str(lab) for lab in labels]
         if len(labels) != len(arr):
-            raise ValueError(f"{data_dir / 'gt_label.npy'}: {name} has {len(labels)} labels "
-                             f"for {len(arr)} segments")
+            raise ValueError(f"{label_path}: {name} has {len(labels)} labels for {len(arr)} segments")
         unknown = set(labels) - known
         if unknown:
-            raise ValueError(f"{data_dir / 'gt_label.npy'}: {name} has unknown labels {sorted(unknown)}; "
+            raise ValueError(f"{label_path}: {name} has unknown labels {sorted(unknown)}; "
                              f"expected {sorted(known)}")
         segments.append(arr)
         seg_labels.append(labels)
     return GroundTruth(split.names, lengths, gt_frames, segments, seg_labels, split.label_map)
+
+
+def check_dataset(data_dir: str | Path, dataset: str | None = None, feature_root: str | Path | None = None) -> str:
+    """Locate a dataset folder, read both lists (every feature file found) and check the ground truth against the
+    test list; returns a one-line summary. Entry points call it first, so a wrong folder fails before training."""
+    files = locate(data_dir, dataset, need=("train", "test", "gt"))
+    train = read_split(files.train, dataset or files.dataset, feature_root)
+    truth = load_ground_truth(data_dir, feature_root=feature_root, dataset=dataset)
+    return (f"{files.dir} ({files.layout.name} layout, {train.label_map.dataset}): {len(train)} training videos "
+            f"x {len(train.videos[0].crops)} crops, {len(truth.names)} test videos, "
+            f"{truth.gt_frames.shape[0]} ground-truth frames")
