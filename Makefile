@@ -3,10 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTHON  := $(BIN)/python
-DATA    ?= ../shared/data
 STAMP   := $(VENV)/.installed
-
-export CPLVAD_SHARED_DATA ?= $(abspath $(DATA))
 
 .PHONY: setup test test-fast demo demo-fast synth baseline train train-xd distill export calibrate engine bench bench-quick clean
 

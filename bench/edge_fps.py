@@ -38,12 +38,14 @@ from edge.pipeline import JsonlSink, Pipeline, model_precisions, open_models
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_VIT_B16
 from edge.smoother import SmootherParams
 from train.data.labels import label_map
-from train.paths import shared_data_dir
+from train.data.samples import sample_video
 
 if TYPE_CHECKING:
     from train.models.student import StudentConfig
 
 log = logging.getLogger("bench.edge_fps")
+
+PERSON_VIDEO = "one-by-one-person-detection.mp4"  # the default looped video (train.data.samples)
 
 
 def build_random_bundle(out: Path, *, clip: str, student: StudentConfig, classes: tuple[str, ...], encode_every: int,
@@ -133,12 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encode-every", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8, help="runtime.clip_batch")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
-    parser.add_argument("--video", type=Path, default=shared_data_dir() / "videos" / "one-by-one-person-detection.mp4")
+    parser.add_argument("--video", type=Path, default=None,
+                        help=f"video file to loop (default: the sample {PERSON_VIDEO}, fetched once)")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/tmp"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/edge_fps.json"))
     args = parser.parse_args(argv)
+    if args.video is None:
+        args.video = sample_video(PERSON_VIDEO, fetch=True)
+        if args.video is None:
+            parser.error(f"the sample {PERSON_VIDEO} is not on this machine and could not be fetched: pass --video FILE")
     if not args.video.is_file():
-        parser.error(f"--video {args.video} not found (the shared sample videos: set CPLVAD_SHARED_DATA)")
+        parser.error(f"--video {args.video} not found")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("edge.pipeline", "edge.capture", "edge.bundle", "edge.backends.onnxruntime"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -29,7 +29,8 @@ from bench.edge_fps import cached_bundle  # noqa: E402
 
 from calibration.calibrate import CalibrateConfig, calibrate  # noqa: E402
 from calibration.gate import format_table  # noqa: E402
-from train.paths import shared_data_dir  # noqa: E402
+from showcase.scenes import write_scene_video  # noqa: E402
+from train.data.samples import sample_videos  # noqa: E402
 
 log = logging.getLogger("bench.int8_speed")
 
@@ -45,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/int8_speed.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    videos = sorted((shared_data_dir() / "videos").glob("*.mp4"))
-    if not videos:
-        parser.error(f"no sample videos in {shared_data_dir() / 'videos'} (set CPLVAD_SHARED_DATA)")
+    videos = sample_videos(fetch=True)
+    if not videos:  # offline: calibrate on a rendered scene
+        args.cache.mkdir(parents=True, exist_ok=True)
+        write_scene_video(args.cache / "scene.mp4")
+        videos = [args.cache / "scene.mp4"]
 
     source = cached_bundle(args.cache, args.clip, encode_every=4)
     bundle = args.cache / f"int8-{args.clip}"

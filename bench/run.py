@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from train.paths import PROJECT_ROOT, shared_data_dir
+from showcase.scenes import write_scene_video
+from train.data.samples import sample_videos
+from train.paths import PROJECT_ROOT
 
 log = logging.getLogger("bench.run")
 
@@ -330,7 +332,11 @@ def int8_stage(steps: Steps, plan: Plan, layout: str, data: Path, student: Path,
                                             "--clip", plan.int8_clip, "--encode-every", "4"))
     if not step.ok:
         return {}
-    videos = sorted((shared_data_dir() / "videos").glob("*.mp4"))
+    videos = sample_videos(fetch=True)  # real footage when it can be had, else a rendered scene
+    if not videos:
+        work.mkdir(parents=True, exist_ok=True)
+        write_scene_video(work / "scene.mp4")
+        videos = [work / "scene.mp4"]
     sources = [a for v in videos[:2] for a in ("--source", str(v))]
     step = steps.run(f"calibrate {layout}", py("-m", "calibration.calibrate", "--bundle", str(bundle), *sources,
                                                "--data", str(data), f"frames={plan.calib_frames}",
@@ -398,8 +404,7 @@ def soak_stage(steps: Steps, plan: Plan, work: Path, results: dict) -> None:
 def alert_stage(steps: Steps, work: Path, results: dict, fast: bool) -> None:
     """edge/run.py on rendered scenes with known onsets, events over a local mosquitto (showcase.demo)."""
     demo = work / "demo"
-    steps.run("alert latency (demo)", py("-m", "showcase.demo", *(["--fast"] if fast else []), "--work", str(demo),
-                                         "--no-samples"))
+    steps.run("alert latency (demo)", py("-m", "showcase.demo", *(["--fast"] if fast else []), "--work", str(demo)))
     summary = read_json(demo / "summary.json")
     if not summary:
         return

@@ -45,8 +45,8 @@ from edge.capture import CaptureOptions, parse_source  # noqa: E402
 from edge.config import RuntimeConfig  # noqa: E402
 from edge.pipeline import Pipeline, open_models  # noqa: E402
 from edge.snippets import FRAMES_PER_SNIPPET  # noqa: E402
-from train.paths import shared_data_dir  # noqa: E402
-from bench.edge_fps import int8_models  # noqa: E402
+from train.data.samples import sample_video  # noqa: E402
+from bench.edge_fps import PERSON_VIDEO, int8_models  # noqa: E402
 
 log = logging.getLogger("bench.soak")
 
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4, 8, 16],
                         help="camera counts to try, ascending; stops at the first that fails")
     parser.add_argument("--seconds", type=float, default=60.0, help="run time per camera count")
-    parser.add_argument("--video", type=Path, default=shared_data_dir() / "videos" / "one-by-one-person-detection.mp4")
+    parser.add_argument("--video", type=Path, default=None,
+                        help=f"video file to loop (default: the sample {PERSON_VIDEO}, fetched once)")
     parser.add_argument("--encode-every", type=int, default=4, help="snippet.encode_every of the built bundles")
     parser.add_argument("--batch", type=int, default=8, help="runtime.clip_batch")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
@@ -161,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.video is None:
+        args.video = sample_video(PERSON_VIDEO, fetch=True)
+        if args.video is None:
+            parser.error(f"the sample {PERSON_VIDEO} is not on this machine and could not be fetched: pass --video FILE")
     if not args.video.is_file():
-        parser.error(f"--video {args.video} not found (the shared sample videos: set CPLVAD_SHARED_DATA)")
+        parser.error(f"--video {args.video} not found")
     if args.bundle is not None and not (args.bundle / MANIFEST).is_file():
         parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export.bundle)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -7,7 +7,7 @@
 4. train the CPL-VAD teacher (``train.training.teacher``), distil the causal student (``train.training.distill``), export the bundle
    (``train.export.bundle``);
 5. start a local mosquitto (or use ``--mqtt-host/--mqtt-port``), subscribe, run ``edge/run.py`` on the held-out
-   rendered videos and on the real sample videos, print events and stats as they arrive;
+   rendered videos (and, with ``--samples``, on two real sample videos), print events and stats as they arrive;
 6. end with a summary: events against the rendered ground truth (hits, misses, false alarms, category accuracy,
    alert latency), frames/s and per-stage ms.
 
@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.release import save_ground_truth
 from showcase.scenes import FPS as SCENE_FPS
-from train.paths import PROJECT_ROOT, shared_data_dir
+from train.data.release import save_ground_truth
+from train.data.samples import sample_videos
+from train.paths import PROJECT_ROOT
 
 log = logging.getLogger("demo")
 
@@ -246,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="discard cached artifacts first")
     parser.add_argument("--mqtt-host", default=None, help="use this broker instead of starting one")
     parser.add_argument("--mqtt-port", type=int, default=1883)
-    parser.add_argument("--no-samples", action="store_true", help="skip the real sample videos")
+    parser.add_argument("--samples", action="store_true",
+                        help="also play two real sample videos (Intel, CC-BY-4.0; fetched once into the cache, "
+                             "skipped when offline)")
     parser.add_argument("--no-realtime", action="store_true",
                         help="skip the real-time run (one held-out anomaly per class, paced at 16 frames/s)")
     args = parser.parse_args(argv)
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     gt_all = gt_all.get("videos", gt_all)
     held_out = [line.strip() for line in (scenes / "test.txt").read_text().splitlines() if line.strip()]
     cameras = [f"{Path(v).stem}={scenes / v}" for v in held_out]
-    samples = sorted((shared_data_dir() / "videos").glob("*.mp4")) if not args.no_samples else []
+    samples = sample_videos(fetch=True) if args.samples else []
     cameras += [str(p) for p in samples]
     jsonl = work / "events.jsonl"
     jsonl.unlink(missing_ok=True)

@@ -357,6 +357,14 @@ def write_video(path: Path, frames: Iterator[np.ndarray], fps: float = FPS,
     return n
 
 
+def write_scene_video(path: Path, label: str = "Explosion", *, frames: int = DEFAULT_FRAMES, fps: float = FPS,
+                      size: tuple[int, int] = (WIDTH, HEIGHT), seed: int = 0) -> SceneSpec:
+    """One rendered video of class ``label`` (a stand-in for real footage in tests and benchmarks)."""
+    spec = next(s for s in plan_scenes(seed, videos=len(CLASSES), frames=frames) if s.label == label)
+    write_video(Path(path), render_frames(spec, *size), fps, size)
+    return spec
+
+
 def write_scenes(out: Path, specs: list[SceneSpec], *, seed: int) -> dict:
     """Render every video into ``out`` and write the split lists and the ground truth; returns the gt dict."""
     (out / "videos").mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from train.paths import ENV_VAR, shared_data_dir
+from showcase.scenes import write_scene_video
+from train.paths import ENV_VAR, PROJECT_ROOT, shared_data_dir
+
+# A stand-in for real footage: 377 frames at 12.5 fps (23 snippets), 16:9, an explosion in frames 77..253.
+SCENE_VIDEO = {"label": "Explosion", "frames": 377, "fps": 12.5, "size": (384, 216), "seed": 0}
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real shared data folder; tests that need it skip with the reason when it is absent."""
-    path = shared_data_dir()
+    """The original public files (``$CPLVAD_SHARED_DATA`` or ``../shared/data``), for extra checks of the
+    shipped copies only; tests that use it skip when it is absent (a user's clone)."""
+    path = shared_data_dir() or PROJECT_ROOT.parent / "shared" / "data"
     if not (path / "annotations").is_dir():
-        pytest.skip(f"shared data not found at {path} (set {ENV_VAR})")
+        pytest.skip(f"original public files not found at {path} (set {ENV_VAR}): extra check skipped")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scene_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rendered street video (mp4v, ``SCENE_VIDEO``): what the tests read where real footage would do."""
+    path = tmp_path_factory.mktemp("scene") / "explosion.mp4"
+    write_scene_video(path, **SCENE_VIDEO)
     return path
 
 

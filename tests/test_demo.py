@@ -62,7 +62,7 @@ def test_fast_demo_detects_held_out_scenes_end_to_end(shared_data: Path, mosquit
     mosquitto, then one anomaly per class paced in real time. The held-out anomalies are alerted with the right
     category, soon after their onset, and every event that starts also ends."""
     work = tmp_path / "demo"
-    done = subprocess.run([sys.executable, "-m", "showcase.demo", "--fast", "--work", str(work), "--no-samples"],
+    done = subprocess.run([sys.executable, "-m", "showcase.demo", "--fast", "--work", str(work)],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     summary = json.loads((work / "summary.json").read_text())

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from train.training.losses import (bce_topk_loss, class_anomaly_logit, focal_loss, mil_align_loss, pool_to_levels,
                           topk_count, topk_mean, total_loss)
 from train.models.cplvad import CPLVAD, CPLVADConfig, CPLVADOutput
+from train.paths import public_file
 
 LN3, LN4 = math.log(3), math.log(4)
 
@@ -188,8 +188,8 @@ def _toy_batch(directions: np.ndarray, rng: np.random.Generator, B: int = 8, T: 
     return torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(labels), snippet, mask
 
 
-def test_short_training_lowers_the_loss_and_beats_chance(shared_data: Path, one_thread: None) -> None:
-    emb = np.load(shared_data / "text_embeddings" / "xd-prompt.npy")[:4]  # normal, fighting, shooting, riot
+def test_short_training_lowers_the_loss_and_beats_chance(one_thread: None) -> None:
+    emb = np.load(public_file("text_embeddings", "xd-prompt.npy"))[:4]  # normal, fighting, shooting, riot
     directions = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

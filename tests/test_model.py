@@ -10,7 +10,7 @@ from train.models.cplvad import (CPLVAD, TEXT_ENCODER_PREFIX, CPLVADConfig, mask
 
 
 @pytest.fixture(scope="module")
-def model(shared_data) -> CPLVAD:
+def model() -> CPLVAD:
     torch.manual_seed(0)
     return CPLVAD(CPLVADConfig.tiny()).eval()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from train.data.dataset import FeatureDataset
+from train.data.layouts import derive_layout, differences, frames_from_runs, load_layout, runs, split_by_counts
 from train.data.release import load_ground_truth, read_split
 from train.data.synth import (
     Generator,
@@ -20,19 +22,61 @@ from train.data.synth import (
     read_layout,
     stratified_subset,
 )
+from train.paths import public_file
 
 SCALE = 0.01  # ~20 UCF / ~40 XD training videos; the test split is always the full real one
 
 
 @pytest.fixture(scope="module")
-def ucf(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+def ucf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ucf")
-    generate("ucf", out, seed=3, scale=SCALE, data_dir=shared_data)
+    generate("ucf", out, seed=3, scale=SCALE)
     return out
 
 
-def _gt_file(shared_data: Path, layout: str, name: str) -> Path:
-    return shared_data / "gt" / layout / (f"{name}__9_gt.npy" if layout == "ucf" else f"{name}__0.npy")
+def _text(layout: str) -> np.ndarray:
+    return np.load(public_file("text_embeddings", f"{layout}-prompt.npy"))
+
+
+def _real_frames(layout: str) -> list[np.ndarray]:
+    """Per test video, the real frame-level ground truth, from the shipped layout file."""
+    arrays = load_layout(layout)
+    return [frames_from_runs(int(n), r) for n, r in
+            zip(arrays["test_frames"], split_by_counts(arrays["gt_runs"], arrays["gt_run_counts"]))]
+
+
+# ------------------------------------------------------------ the shipped real layouts
+
+
+def test_runs_by_hand() -> None:
+    gt = np.array([1, 1, 0, 0, 1, 0, 1, 1], np.float32)
+    np.testing.assert_array_equal(runs(gt), [[0, 2], [4, 5], [6, 8]])
+    np.testing.assert_array_equal(frames_from_runs(8, runs(gt)), gt)
+    assert runs(np.zeros(5, np.float32)).shape == (0, 2) and not frames_from_runs(5, np.zeros((0, 2), int)).any()
+
+
+@pytest.mark.parametrize("layout, videos, frames, anomalous, train", [
+    ("ucf", 290, 1109680, 84128, 1610), ("xd", 800, 2330384, 537805, 3954)])
+def test_shipped_layout_holds_the_real_test_set(layout: str, videos: int, frames: int, anomalous: int,
+                                                train: int) -> None:
+    """Counts taken from the original 290 / 800 per-video gt files; the mAP files agree with the segments."""
+    arrays = load_layout(layout)
+    real = _real_frames(layout)
+    assert len(real) == len(arrays["test_names"]) == videos and len(arrays["train_names"]) == train
+    assert sum(f.size for f in real) == frames and sum(int(f.sum()) for f in real) == anomalous
+    assert all(f.size % 16 == 0 for f in real)
+    shipped = np.load(io.BytesIO(arrays["gt_segment_npy"].tobytes()), allow_pickle=True)  # our own file
+    labels = np.load(io.BytesIO(arrays["gt_label_npy"].tobytes()), allow_pickle=True)
+    segments = split_by_counts(arrays["segments"], arrays["segment_counts"])
+    classes = split_by_counts(arrays["segment_classes"], arrays["segment_counts"])
+    assert [np.asarray(s, float).reshape(-1, 2).tolist() for s in shipped] == [s.tolist() for s in segments]
+    assert [list(map(str, c)) for c in labels] == [c.tolist() for c in classes]
+
+
+@pytest.mark.parametrize("layout", ["ucf", "xd"])
+def test_shipped_layout_equals_the_original_files(layout: str, shared_data: Path) -> None:
+    """Extra check where the original files are at hand: re-deriving gives the shipped arrays."""
+    assert differences(derive_layout(layout, shared_data), load_layout(layout)) == []
 
 
 # ------------------------------------------------------------ pure pieces
@@ -51,8 +95,8 @@ def test_coverage_by_hand() -> None:
     assert coverage(3, np.zeros((0, 2))).sum() == 0
 
 
-def test_class_directions(shared_data: Path) -> None:
-    text = np.load(shared_data / "text_embeddings/ucf-prompt.npy").astype(np.float64)
+def test_class_directions() -> None:
+    text = _text("ucf").astype(np.float64)
     g, d = class_directions(text, generic_weight=0.6, tau=0.01)
     assert np.allclose(np.linalg.norm(d[1:], axis=1), 1) and not d[0].any()
     np.testing.assert_allclose(d[1:] @ g, 0.6, atol=1e-9)  # every class shares the generic direction
@@ -71,9 +115,9 @@ def test_stratified_subset_keeps_every_label() -> None:
     assert keep == sorted(keep)
 
 
-def test_generator_is_a_function_of_its_stream(shared_data: Path) -> None:
-    real = read_layout("ucf", shared_data)
-    text = np.load(shared_data / "text_embeddings/ucf-prompt.npy")
+def test_generator_is_a_function_of_its_stream() -> None:
+    real = read_layout("ucf")
+    text = _text("ucf")
     gen = Generator(text, seed=0, knobs=Knobs(), event_lengths=real.event_lengths)
     video = lambda s: gen.video(np.random.default_rng(s), 50, [], [0], [0, 1])  # noqa: E731
     a, b, c = video(1), video(1), video(2)
@@ -87,24 +131,36 @@ def test_generator_is_a_function_of_its_stream(shared_data: Path) -> None:
 # ------------------------------------------------------------ generated set
 
 
-def test_ucf_test_split_is_the_real_layout(ucf: Path, shared_data: Path) -> None:
+def test_ucf_test_split_is_the_real_layout(ucf: Path) -> None:
     gt = load_ground_truth(ucf)
-    lines = (shared_data / "annotations/ucf/ucf_CLIP_rgbtest.csv").read_text().splitlines()[1:]
-    real_names = [line.split(",")[0].rsplit("/", 1)[1].rsplit("__", 1)[0] for line in lines]
-    assert gt.names == real_names and len(gt.names) == 290
-    real_frames = [np.load(_gt_file(shared_data, "ucf", n)) for n in gt.names]
+    arrays = load_layout("ucf")
+    assert gt.names == arrays["test_names"].tolist() and len(gt.names) == 290
+    real_frames = _real_frames("ucf")
     assert gt.num_snippets == [len(f) // 16 for f in real_frames]
     np.testing.assert_array_equal(gt.gt_frames, np.concatenate(real_frames))
-    real_segments = np.load(shared_data / "annotations/ucf/gt_segment_ucf.npy", allow_pickle=True)
-    assert [s.tolist() for s in gt.segments] == [np.asarray(s, float).tolist() for s in real_segments]
+    assert (ucf / "gt_segment.npy").read_bytes() == arrays["gt_segment_npy"].tobytes()  # VadCLIP's file as is
+    assert (ucf / "gt_label.npy").read_bytes() == arrays["gt_label_npy"].tobytes()
+    segments = split_by_counts(arrays["segments"], arrays["segment_counts"])
+    assert [s.tolist() for s in gt.segments] == [s.tolist() for s in segments]
     assert read_split(ucf / "test.csv").videos[0].crops[0].name == "Abuse028_x264__5.npy"
 
 
-def test_anomalies_sit_on_the_real_segments(ucf: Path, shared_data: Path) -> None:
+def test_ucf_test_split_matches_the_original_files(ucf: Path, shared_data: Path) -> None:
+    """Extra check where the original files are at hand: names, frames and mAP files as published."""
+    gt = load_ground_truth(ucf)
+    lines = (shared_data / "annotations/ucf/ucf_CLIP_rgbtest.csv").read_text().splitlines()[1:]
+    assert gt.names == [line.split(",")[0].rsplit("/", 1)[1].rsplit("__", 1)[0] for line in lines]
+    real = [np.load(shared_data / "gt" / "ucf" / f"{n}__9_gt.npy") for n in gt.names]
+    np.testing.assert_array_equal(gt.gt_frames, np.concatenate(real))
+    for name in ("gt_segment", "gt_label"):
+        assert (ucf / f"{name}.npy").read_bytes() == (shared_data / f"annotations/ucf/{name}_ucf.npy").read_bytes()
+
+
+def test_anomalies_sit_on_the_real_segments(ucf: Path) -> None:
     """Anomalous snippets move along their class direction, normal ones do not."""
     gt = load_ground_truth(ucf)
     knobs = Knobs(**json.loads((ucf / "dataset.json").read_text())["knobs"])
-    text = np.load(shared_data / "text_embeddings/ucf-prompt.npy")
+    text = _text("ucf")
     _, d = class_directions(text.astype(np.float64), knobs.generic_weight, knobs.confusion_tau)
     split = read_split(ucf / "test.csv")
     inside, outside = [], []
@@ -133,22 +189,23 @@ def test_train_split_and_truth(ucf: Path) -> None:
     assert item["features"].shape == (256, 512) and item["multi_hot"].shape == (14,)
 
 
-def test_same_seed_same_dataset(ucf: Path, tmp_path: Path, shared_data: Path) -> None:
-    generate("ucf", tmp_path, seed=3, scale=SCALE, data_dir=shared_data)
+def test_same_seed_same_dataset(ucf: Path, tmp_path: Path) -> None:
+    generate("ucf", tmp_path, seed=3, scale=SCALE)
     assert (tmp_path / "train.csv").read_text() == (ucf / "train.csv").read_text()
     train_file = (tmp_path / "train.csv").read_text().splitlines()[5].split(",")[0]
     for rel in ("features/Abuse028_x264__5.npy", train_file):
         np.testing.assert_array_equal(np.load(tmp_path / rel), np.load(ucf / rel))
     with pytest.raises(FileExistsError, match="--force"):
-        generate("ucf", tmp_path, seed=3, scale=SCALE, data_dir=shared_data)
+        generate("ucf", tmp_path, seed=3, scale=SCALE)
 
 
 @pytest.mark.slow
-def test_xd_layout(tmp_path: Path, shared_data: Path) -> None:
-    generate("xd", tmp_path, seed=0, scale=0.005, data_dir=shared_data)
+def test_xd_layout(tmp_path: Path) -> None:
+    generate("xd", tmp_path, seed=0, scale=0.005)
     gt = load_ground_truth(tmp_path)
     assert len(gt.names) == 800 and gt.label_map.dataset == "xd"
-    assert gt.num_snippets == [len(np.load(_gt_file(shared_data, "xd", n))) // 16 for n in gt.names]
+    assert gt.names == load_layout("xd")["test_names"].tolist()
+    assert gt.num_snippets == [len(f) // 16 for f in _real_frames("xd")]
     split = read_split(tmp_path / "train.csv", crops=5)
     multi = [v for v in split.videos if v.multi_hot.sum() > 1]
     assert multi, "the stratified subset keeps the multi-label videos"

@@ -14,7 +14,7 @@ CLASSES = ("normal", "abuse", "road accidents")
 
 
 @pytest.fixture(scope="module")
-def tokenizer(shared_data: Path):
+def tokenizer():
     return load_tokenizer("tiny")
 
 

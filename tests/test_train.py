@@ -42,7 +42,7 @@ def test_pseudo_quality_by_hand(tmp_path: Path) -> None:
     assert q["c"]["precision"] == 1.0 and q["c"]["recall"] == 1 / 3
 
 
-def test_two_stage_run_writes_its_folder(shared_data: Path, tmp_path: Path) -> None:
+def test_two_stage_run_writes_its_folder(tmp_path: Path) -> None:
     from tests.test_distill import build_student_run
 
     teacher, _ = build_student_run(tmp_path)

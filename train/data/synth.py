@@ -9,7 +9,7 @@ writes a dataset in the VadCLIP release format (see :mod:`train.data.release`): 
 (layout, seed, scale, knobs, generator version). Training videos get all crops (10 UCF, 5 XD); test videos only
 the crop the real test list names (``__5`` UCF, ``__0`` XD).
 
-What is real (read from the shared data folder):
+What is real (``train/data/public/``: see :mod:`train.data.layouts` and its README):
   * test split: every video's name, label, length (``len(gt file) / 16`` snippets), anomaly segments and their
     classes; ``gt_frames`` is the concatenation of the real per-video gt files and ``gt_segment`` /
     ``gt_label`` are the real files, so metrics run exactly as on the real release;
@@ -69,18 +69,15 @@ from scipy.signal import lfilter
 from tqdm import tqdm
 
 from edge.snippets import EMBED_DIM, FRAMES_PER_SNIPPET
-from train.data.release import CROPS, read_rows, split_crop
+from train.data.layouts import SOURCES, frames_from_runs, load_layout, split_by_counts
+from train.data.release import CROPS
 from train.data.labels import LabelMap, label_map
-from train.paths import shared_data_dir
+from train.paths import public_file, shared_data_dir
 
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2
 DEFAULT_SCALE = 0.1  # 161 UCF / 421 XD training videos
-SOURCES = {  # layout -> (train list, test list, gt_segment, gt_label) under annotations/<layout>/
-    "ucf": ("ucf_CLIP_rgb.csv", "ucf_CLIP_rgbtest.csv", "gt_segment_ucf.npy", "gt_label_ucf.npy"),
-    "xd": ("xd_CLIP_rgb.csv", "xd_CLIP_rgbtest.csv", "gt_segment.npy", "gt_label.npy"),
-}
 
 
 @dataclass(frozen=True)
@@ -172,55 +169,37 @@ class RealLayout:
     anomalous_lengths: np.ndarray
     templates: list[tuple[np.ndarray, list[str]]]  # segments as fractions of the video [S,2], their classes
     event_lengths: np.ndarray  # snippets of every real anomaly segment
-    segment_file: Path
-    label_file: Path
+    segment_npy: bytes  # VadCLIP's gt_segment / gt_label files, byte for byte
+    label_npy: bytes
 
 
-def _videos(rows: list[tuple[str, str]]) -> list[tuple[str, str, list[int]]]:
-    """List rows -> (video, label, crop indices) in first-appearance order."""
-    grouped: dict[str, tuple[str, list[int]]] = {}
-    for path, label in rows:
-        name, crop = split_crop(path)
-        grouped.setdefault(name, (label, []))[1].append(crop or 0)
-    return [(name, label, crops) for name, (label, crops) in grouped.items()]
-
-
-def read_layout(layout: str, data_dir: Path | None = None) -> RealLayout:
-    data_dir = data_dir or shared_data_dir()
+def read_layout(layout: str, data_dir: str | Path | None = None) -> RealLayout:
+    """The real layout: the shipped compact file (:mod:`train.data.layouts`), or derived from the original
+    files under ``data_dir`` (default ``$CPLVAD_SHARED_DATA`` when set)."""
+    data_dir = data_dir if data_dir is not None else shared_data_dir()
     lm = label_map(layout)
-    train_csv, test_csv, seg_name, lab_name = SOURCES[layout]
-    ann = data_dir / "annotations" / layout
-    gt_dir = data_dir / "gt" / layout
-    if not gt_dir.is_dir():
-        raise FileNotFoundError(f"{gt_dir} not found: the generator needs the shared data folder "
-                                f"(see train.paths)")
-    # UCF: <video>__9_gt.npy, XD: <video>__0.npy
-    gt_files = {split_crop(p.stem.removesuffix("_gt"))[0]: p for p in gt_dir.glob("*.npy")}
-    seg_file, lab_file = ann / seg_name, ann / lab_name
-    segments = np.load(seg_file, allow_pickle=True)  # trusted VadCLIP object arrays
-    labels = np.load(lab_file, allow_pickle=True)
+    arrays = load_layout(layout, data_dir)
+    gt_runs = split_by_counts(arrays["gt_runs"], arrays["gt_run_counts"])
+    segments = split_by_counts(arrays["segments"], arrays["segment_counts"])
+    labels = split_by_counts(arrays["segment_classes"], arrays["segment_counts"])
 
     test, normal_lengths, anomalous_lengths, templates, event_lengths = [], [], [], [], []
-    for i, (name, label, crops) in enumerate(_videos(read_rows(ann / test_csv))):
-        if name not in gt_files:
-            raise FileNotFoundError(f"{gt_dir}: no gt file for test video {name}")
-        gt = np.load(gt_files[name]).astype(np.float32)
-        if gt.size % FRAMES_PER_SNIPPET:
-            raise ValueError(f"{gt_files[name]}: {gt.size} frames, not a multiple of {FRAMES_PER_SNIPPET}")
+    for i, (name, label, crop) in enumerate(zip(arrays["test_names"], arrays["test_labels"], arrays["test_crops"])):
+        gt = frames_from_runs(int(arrays["test_frames"][i]), gt_runs[i])
         n = gt.size // FRAMES_PER_SNIPPET
-        segs = np.asarray(segments[i], np.float64).reshape(-1, 2) / FRAMES_PER_SNIPPET
+        segs = segments[i] / FRAMES_PER_SNIPPET
         classes = [str(c) for c in labels[i]]
         events = [] if classes == ["A"] else [Event(s, e, lm.index(c)) for (s, e), c in zip(segs, classes)]
-        test.append((name, label, crops[0], gt, events))
+        test.append((str(name), str(label), int(crop), gt, events))
         if events:
             anomalous_lengths.append(n)
             templates.append((segs / n, classes))
             event_lengths += [e - s for s, e in segs]
         else:
             normal_lengths.append(n)
-    train = [(name, label) for name, label, _ in _videos(read_rows(ann / train_csv))]
+    train = [(str(name), str(label)) for name, label in zip(arrays["train_names"], arrays["train_labels"])]
     return RealLayout(lm, test, train, np.array(normal_lengths), np.array(anomalous_lengths), templates,
-                      np.array(event_lengths), seg_file, lab_file)
+                      np.array(event_lengths), arrays["gt_segment_npy"].tobytes(), arrays["gt_label_npy"].tobytes())
 
 
 def stratified_subset(labels: list[str], scale: float, rng: np.random.Generator) -> list[int]:
@@ -339,7 +318,8 @@ def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT
     knobs = knobs or Knobs()
     data_dir = Path(data_dir) if data_dir is not None else shared_data_dir()
     real = read_layout(layout, data_dir)
-    text = np.load(data_dir / "text_embeddings" / f"{layout}-prompt.npy")
+    text_file = ("text_embeddings", f"{layout}-prompt.npy")
+    text = np.load(data_dir.joinpath(*text_file) if data_dir is not None else public_file(*text_file))
     if text.shape != (real.label_map.num_classes, EMBED_DIM):
         raise ValueError(f"text embeddings of {layout}: shape {text.shape}, expected "
                          f"({real.label_map.num_classes}, {EMBED_DIM})")
@@ -366,8 +346,8 @@ def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT
         test_rows.append((save(name, crop, x), label))
         gt_frames.append(gt)
     np.save(out / "gt_frames.npy", np.concatenate(gt_frames))
-    shutil.copyfile(real.segment_file, out / "gt_segment.npy")
-    shutil.copyfile(real.label_file, out / "gt_label.npy")
+    (out / "gt_segment.npy").write_bytes(real.segment_npy)
+    (out / "gt_label.npy").write_bytes(real.label_npy)
 
     # train: a stratified fraction of the real list, lengths and segments drawn from the real test layout
     pick_rng = np.random.default_rng([seed, 2])
@@ -439,7 +419,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of the real training list, stratified by label (default %(default)s)")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                         help="feature file dtype (the release uses float32; float16 halves the disk)")
-    parser.add_argument("--data-dir", default=None, help="shared data folder (default: train.paths)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the original annotation, gt and text-embedding files (default: the "
+                             "compact copies shipped in train/data/public/)")
     parser.add_argument("--force", action="store_true", help="replace an existing generated dataset")
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="change a generator knob (repeatable), e.g. --knob distractor_rate=3")

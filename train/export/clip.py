@@ -32,9 +32,9 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import file_sha256
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, preprocess
 from train.data.provenance import same_weights
+from train.data.samples import sample_videos
 from train.models.clip_source import describe, identity, is_random
 from train.models.clip_visual import CLIPVisual, load_clip_visual
-from train.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def sample_frames(count: int, seed: int = 0) -> list[np.ndarray]:
-    """``count`` real BGR frames spread over the shared sample videos; noise frames when those are absent."""
-    videos = sorted((shared_data_dir() / "videos").glob("*.mp4"))
+    """``count`` real BGR frames spread over the sample videos (:mod:`train.data.samples`) when they are on this
+    machine; noise frames when they are not."""
+    videos = sample_videos()
     frames: list[np.ndarray] = []
     for i, video in enumerate(videos):
         cap = cv2.VideoCapture(str(video))
@@ -84,7 +85,8 @@ def sample_frames(count: int, seed: int = 0) -> list[np.ndarray]:
                 frames.append(frame)
         cap.release()
     if len(frames) < count:
-        log.warning("sample videos not found under %s: verifying on random noise frames", shared_data_dir())
+        log.warning("sample videos not on this machine (python -m train.data.samples fetches them): verifying on "
+                    "random noise frames")
         rng = np.random.default_rng(seed)
         frames += [rng.integers(0, 256, (432, 768, 3), dtype=np.uint8) for _ in range(count - len(frames))]
     return frames

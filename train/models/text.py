@@ -28,7 +28,7 @@ from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 from transformers.masking_utils import create_causal_mask
 
 from train.models.clip_source import describe, is_random, pretrained_args, resolve, resolve_config
-from train.paths import require_shared_data
+from train.paths import public_file
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def bpe_vocabulary(bpe_path: Path) -> tuple[dict[str, int], list[tuple[str, str]
 def load_tokenizer(source: str | Path = "tiny", bpe_path: str | Path | None = None) -> CLIPTokenizer:
     """The CLIP tokenizer: a real source's own (Hugging Face id or folder), else built offline from the BPE file.
 
-    ``bpe_path`` defaults to the shared data's ``clip/bpe_simple_vocab_16e6.txt.gz``.
+    ``bpe_path`` defaults to the shipped ``train/data/public/clip/bpe_simple_vocab_16e6.txt.gz``.
     """
     if not is_random(source):
         real = resolve(source)  # a Hugging Face id (its cached snapshot folder) or a local folder
@@ -88,7 +88,7 @@ def load_tokenizer(source: str | Path = "tiny", bpe_path: str | Path | None = No
                 return CLIPTokenizer.from_pretrained(real.load, revision=real.revision)
             except OSError:
                 log.info("%s has no tokenizer files: using the CLIP BPE vocabulary", source)
-    bpe = Path(bpe_path) if bpe_path is not None else require_shared_data(*BPE_FILE)
+    bpe = Path(bpe_path) if bpe_path is not None else public_file(*BPE_FILE)
     vocab, merges = bpe_vocabulary(bpe)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     assert tokenizer.bos_token_id == SOT_ID and tokenizer.eos_token_id == EOT_ID
