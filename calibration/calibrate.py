@@ -1,11 +1,12 @@
 """INT8 calibration of a bundle with an accuracy gate (``make calibrate``).
 
-    python -m calibration.calibrate --bundle bundle/ --source VIDEO [--source 0 ...] [--data FEATURES_DIR]
+    python -m calibration.calibrate --bundle bundle/ --source VIDEO [--source 0 ...] [--data DIR [--feature-root F]]
         [--method minmax|entropy|percentile] [--config configs/calibrate/default.yaml] [key=value ...]
 
 1. Calibration frames from the deployment's own sources (``calibration.dataset``), saved to
    ``<bundle>/calibration/frames.npz``; a later run without ``--source`` reuses them.
-2. Head windows: ring-buffer windows of ``--data``'s training features (release layout), or of the calibration
+2. Head windows: ring-buffer windows of ``--data``'s training features (any dataset-folder layout of
+   ``train.data.release.locate``, the VadCLIP release as published too), or of the calibration
    frames' float CLIP embeddings.
 3. Q/DQ models ``clip_visual.{s8s8,u8s8}.onnx`` and ``head.{s8s8,u8s8}.onnx`` (``calibration.quantize``).
 4. The gate (``calibration.gate``) on held-out frames / windows and labelled test videos (``--data`` when it has
@@ -34,7 +35,7 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import MANIFEST, Bundle, ModelFile, file_sha256, load_bundle
 from edge.configfile import StrictModel, load_config
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME
-from train.data.release import load_ground_truth, read_split
+from train.data.release import GROUND_TRUTH, load_ground_truth, load_split, locate
 from train.data.synth import generate
 from train.evaluation.metrics import frame_auc_ap
 
@@ -81,9 +82,14 @@ def load_frames(bundle: Bundle, sources: list[str], cfg: CalibrateConfig, work: 
     return frames
 
 
+def release_dataset(bundle: Bundle) -> str | None:
+    """The bundle's dataset when it is a release's ('ucf' / 'xd'): picks the lists of a folder holding both."""
+    return bundle.manifest.dataset if bundle.manifest.dataset in ("ucf", "xd") else None
+
+
 def labelled_benchmark(data: Path | None, bundle: Bundle, work: Path) -> Path:
     """A folder with test features and ground truth: ``data`` when it has them, else a generated benchmark."""
-    if data is not None and (data / "test.csv").is_file() and (data / "gt_frames.npy").is_file():
+    if data is not None and locate(data, release_dataset(bundle)).has("test", *GROUND_TRUTH):
         return data
     out = work / "benchmark"
     if not (out / "dataset.json").is_file():
@@ -107,11 +113,13 @@ def gate_span(gt_frames: np.ndarray, max_snippets: int) -> tuple[int, int]:
 
 
 def head_detection(float_head: OnnxRuntimeBackend, int8_heads: dict[str, OnnxRuntimeBackend], bench: Path,
-                   bundle: Bundle, videos: int, max_snippets: int) -> dict[str, dict[str, float]]:
+                   bundle: Bundle, videos: int, max_snippets: int, feature_root: str | Path | None = None
+                   ) -> dict[str, dict[str, float]]:
     """Frame AUC / AP of the streaming score, float and each INT8 flavour, on ``videos`` evenly chosen test videos
     (at most ``max_snippets`` of each, see :func:`gate_span`)."""
-    truth = load_ground_truth(bench)
-    split = read_split(bench / "test.csv")
+    dataset = release_dataset(bundle)
+    truth = load_ground_truth(bench, feature_root=feature_root, dataset=dataset)
+    split = load_split(bench, "test", dataset, feature_root)
     picks = even_indices(len(split), videos)
     scores: dict[str, list[np.ndarray]] = {"float": []} | {f: [] for f in int8_heads}
     text = np.ascontiguousarray(bundle.text_embeddings, np.float32)
@@ -131,8 +139,8 @@ def head_detection(float_head: OnnxRuntimeBackend, int8_heads: dict[str, OnnxRun
     return out
 
 
-def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, *, data: str | Path | None = None
-              ) -> list[dict[str, Any]]:
+def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, *, data: str | Path | None = None,
+              feature_root: str | Path | None = None) -> list[dict[str, Any]]:
     """Quantize, gate and record; returns the gate rows (one per model and flavour)."""
     start = time.perf_counter()
     if cfg.method not in METHODS:
@@ -148,8 +156,8 @@ def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, 
     floats = {m: OnnxRuntimeBackend(bundle.file(m), threads=cfg.threads) for m in MODELS}
     embeddings = embed(floats["clip_visual"], frames.crops, batch=cfg.batch, spec=spec, desc="float CLIP")
     held = holdout_mask(len(frames), cfg.holdout, cfg.seed)
-    if data is not None and (data / "train.csv").is_file():
-        sequences = feature_sequences(data, split="train")
+    if data is not None and locate(data, release_dataset(bundle)).has("train"):
+        sequences = feature_sequences(data, split="train", feature_root=feature_root, dataset=release_dataset(bundle))
         log.info("head windows from %d training videos of %s", len(sequences), data)
     else:
         sequences = frame_sequences(embeddings, frames.source_index)
@@ -187,7 +195,7 @@ def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, 
 
     bench = labelled_benchmark(data, bundle, work)
     detection = head_detection(floats["head"], int8_backends["head"], bench, bundle, cfg.gate_videos,
-                               cfg.gate_max_snippets)
+                               cfg.gate_max_snippets, feature_root)
     for row in rows:
         if row["model"] == "head":
             f, q = detection["float"], detection[row["flavour"]]
@@ -258,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", action="append", default=[],
                         help="camera index, stream URL, video / image file or folder (repeatable); "
                              "omit to reuse <bundle>/calibration/frames.npz")
-    parser.add_argument("--data", type=Path, help="feature folder in the release layout (train.csv / test.csv + "
-                                                  "ground truth) for head windows and its AUC / AP")
+    parser.add_argument("--data", type=Path, help="dataset folder (ours, or VadCLIP's lists and ground truth as "
+                                                  "published) for head windows and its AUC / AP")
+    parser.add_argument("--feature-root", type=Path, default=None,
+                        help="the folder the release's feature archives were unpacked into (lists of absolute "
+                             "paths)")
     parser.add_argument("--method", choices=sorted(METHODS), help="calibration method (overrides the config)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     parser.add_argument("overrides", nargs="*",
@@ -270,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(CalibrateConfig, args.config, list(args.overrides))
         if args.method:
             cfg.method = args.method
-        calibrate(args.bundle, args.source, cfg, data=args.data)
+        calibrate(args.bundle, args.source, cfg, data=args.data, feature_root=args.feature_root)
     except (FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 1

@@ -7,7 +7,7 @@ Frames are kept as the model sees them before normalisation (``edge.preprocess.c
 [size, size, 3]), 150 KB each, and normalised on use.
 
 Head windows (snippet features [K, W, 512] + mask [K, W], as the ring buffer fills and runs) come either from a
-feature folder in the release layout (``train.data.release.read_split``) or from the calibration frames themselves: each
+dataset folder (``train.data.release.load_split``) or from the calibration frames themselves: each
 source's frames, in order, encoded by the float CLIP model, stand for a sequence of snippets.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from edge.backends import InferenceBackend
 from edge.capture import parse_source
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_VIT_B16, PreprocessSpec, center_crop, normalize
-from train.data.release import read_split
+from train.data.release import load_split
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,10 @@ def frame_sequences(embeddings: np.ndarray, source_index: np.ndarray) -> list[np
     return [embeddings[source_index == i] for i in np.unique(source_index)]
 
 
-def feature_sequences(data: str | Path, *, videos: int = 64, split: str = "test") -> list[np.ndarray]:
-    """Snippet features of up to ``videos`` evenly chosen videos of a release-layout folder's ``<split>.csv``."""
-    listing = read_split(Path(data) / f"{split}.csv")
+def feature_sequences(data: str | Path, *, videos: int = 64, split: str = "test",
+                      feature_root: str | Path | None = None, dataset: str | None = None) -> list[np.ndarray]:
+    """Snippet features of up to ``videos`` evenly chosen videos of a dataset folder's ``split`` list (any layout
+    of :func:`train.data.release.locate`; ``feature_root`` for lists of the authors' absolute paths)."""
+    listing = load_split(data, split, dataset, feature_root)
     picks = even_indices(len(listing), videos)
     return [listing.videos[i].load(0).astype(np.float32) for i in picks]

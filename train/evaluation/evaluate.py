@@ -58,16 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.evaluation.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scores", required=True, type=Path,
                         help="npz with binary/<video> [T] and optionally classes/<video> [T,M]")
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder (test.csv, gt_*.npy)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="dataset folder: ours (test.csv, gt_*.npy) or VadCLIP's test list and ground truth")
     parser.add_argument("--out", required=True, type=Path, help="metrics.json to write")
     parser.add_argument("--feature-root", type=Path, default=None,
                         help="folder of the feature files when test.csv lists the authors' absolute paths")
+    parser.add_argument("--dataset", choices=("ucf", "xd"), default=None,
+                        help="which release, when the folder holds both (VadCLIP's list/ folder)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     started = time.perf_counter()
     try:
-        truth = load_ground_truth(args.data, feature_root=args.feature_root)
+        truth = load_ground_truth(args.data, feature_root=args.feature_root, dataset=args.dataset)
         binary, classes = load_scores(args.scores)
         metrics = evaluate_scores(binary, classes, truth)
     except (FileNotFoundError, ValueError) as err:

@@ -33,7 +33,7 @@ from edge import car
 from edge.configfile import load_config
 from edge.ringbuffer import FeatureRing
 from edge.smoother import CausalSmoother, SmootherParams
-from train.data.release import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, read_split, unchunk
+from train.data.release import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, load_split, unchunk
 from train.training.distill import DistillConfig, load_teacher
 from train.evaluation.metrics import evaluate_scores
 from train.models.student import Student
@@ -188,8 +188,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
                          f"{meta['classes']}")
     text = torch.from_numpy(text_file.embeddings).to(device)
     data_dir = Path(data or cfg.data)
-    truth = load_ground_truth(data_dir, feature_root=cfg.feature_root)
-    test = read_split(data_dir / "test.csv", truth.label_map.dataset, cfg.feature_root)
+    truth = load_ground_truth(data_dir, feature_root=cfg.feature_root, dataset=meta.get("dataset"))
+    test = load_split(data_dir, "test", truth.label_map.dataset, cfg.feature_root)
     params = smoother_params(truth.label_map.dataset)
     teach = None
     if teacher and cfg.teacher and Path(cfg.teacher).is_dir():

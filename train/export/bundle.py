@@ -37,7 +37,7 @@ from edge.preprocess import CLIP_VIT_B16
 from edge.smoother import SmootherParams
 from edge.snippets import encoded_offsets
 from train.models.clip_source import describe, is_random
-from train.data.release import read_split
+from train.data.release import load_split
 from train.training.distill import DistillConfig
 from train.export.clip import OPSET, export_clip, matches
 from train.evaluation.stream import load_student, smoother_params, snippet_scores, stream_batched, stream_windows
@@ -135,11 +135,11 @@ def verify_head(student: Student, onnx_path: Path, x: np.ndarray, mask: np.ndarr
     return HeadCheck(len(x), diff_b, diff_c)
 
 
-def real_windows(run_cfg_data: str | None, feature_root: str | None, window: int, videos: int = 4
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def real_windows(run_cfg_data: str | None, feature_root: str | None, window: int, videos: int = 4,
+                 dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Real-length windows from the run's test videos (noise windows of plausible scale when they are absent)."""
     try:
-        split = read_split(Path(str(run_cfg_data)) / "test.csv", feature_root=feature_root)
+        split = load_split(str(run_cfg_data), "test", dataset, feature_root)
         picks = np.linspace(0, len(split) - 1, min(videos, len(split))).astype(int)
         return sample_windows([split.videos[i].load(0) for i in picks], window)
     except (FileNotFoundError, ValueError, TypeError) as err:
@@ -162,7 +162,7 @@ def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, fe
     if quantile <= 0:
         return params, default
     try:
-        split = read_split(Path(str(data)) / "train.csv", feature_root=feature_root)
+        split = load_split(str(data), "train", dataset, feature_root)
     except (FileNotFoundError, ValueError, TypeError) as err:
         log.warning("training features unavailable (%s): keeping the default threshold %.2f", err, params.theta_on)
         return params, default
@@ -197,7 +197,7 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", enc
 
     head = export_head(student, text.embeddings, out / HEAD_FILE, opset=opset,
                        metadata={"cplvad.classes": json.dumps(list(text.classes))})
-    x, mask = real_windows(cfg.data, cfg.feature_root, student.config.window)
+    x, mask = real_windows(cfg.data, cfg.feature_root, student.config.window, dataset=meta["dataset"])
     check = verify_head(student, head, x, mask, text.embeddings)
     log.info("head: ONNX Runtime vs torch on %d real-length windows (batch 1 and 8): max |diff| binary %.2e, "
              "classes %.2e; budget %.0e", check.windows, check.max_abs_diff_binary, check.max_abs_diff_classes,

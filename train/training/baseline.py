@@ -34,7 +34,7 @@ from tqdm import tqdm
 from edge.configfile import StrictModel, dump_config, load_config
 from edge.snippets import EMBED_DIM
 from train.data.dataset import FeatureDataset
-from train.data.release import load_ground_truth, read_split
+from train.data.release import check_dataset, load_ground_truth, load_split
 from train.training.losses import topk_count, topk_mean
 from train.evaluation.metrics import evaluate_scores
 from train.paths import PROJECT_ROOT
@@ -57,6 +57,8 @@ class MILConfig(StrictModel):
     seed: int = 0
     feature_root: str | None = Field(None, description="where the listed feature files are, for lists of "
                                                        "another machine's paths (the public release)")
+    dataset: Literal["ucf", "xd"] | None = Field(None, description="ucf or xd; None: inferred from the folder "
+                                                                   "and the labels")
     threads: int = Field(2, ge=1, description="torch CPU threads")
 
 
@@ -105,7 +107,7 @@ def mil_loss(logits: torch.Tensor, class_logits: torch.Tensor, mask: torch.Tenso
 
 
 def train(data_dir: Path, cfg: MILConfig) -> MILHead:
-    split = read_split(data_dir / "train.csv", feature_root=cfg.feature_root)
+    split = load_split(data_dir, "train", cfg.dataset, cfg.feature_root)
     dataset = FeatureDataset(split, cfg.length, seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.seed))
@@ -127,9 +129,9 @@ def train(data_dir: Path, cfg: MILConfig) -> MILHead:
     return model.eval()
 
 
-def score_test(model: MILHead, data_dir: Path, feature_root: str | None = None
+def score_test(model: MILHead, data_dir: Path, feature_root: str | None = None, dataset: str | None = None
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    split = read_split(data_dir / "test.csv", feature_root=feature_root)
+    split = load_split(data_dir, "test", dataset, feature_root)
     binary, classes = {}, {}
     for video in tqdm(split.videos, desc="test", unit="video", leave=False):
         binary[video.name], classes[video.name] = model.scores(torch.from_numpy(video.load()))
@@ -145,8 +147,9 @@ def run(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     model = train(data_dir, cfg)
-    binary, classes = score_test(model, data_dir, cfg.feature_root)
-    metrics = evaluate_scores(binary, classes, load_ground_truth(data_dir, feature_root=cfg.feature_root))
+    binary, classes = score_test(model, data_dir, cfg.feature_root, cfg.dataset)
+    truth = load_ground_truth(data_dir, feature_root=cfg.feature_root, dataset=cfg.dataset)
+    metrics = evaluate_scores(binary, classes, truth)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     np.savez_compressed(out / "scores.npz", **{f"binary/{k}": v for k, v in binary.items()},
                         **{f"classes/{k}": v for k, v in classes.items()})
@@ -159,13 +162,19 @@ def run(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.training.baseline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="dataset folder (train.csv, test.csv, gt_*.npy)")
+    parser.add_argument("--data", required=True, help="dataset folder: ours (train.csv, test.csv, gt_*.npy) or "
+                                                      "VadCLIP's UCF / XD lists and ground truth as published")
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default %(default)s)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=5 head=linear")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(MILConfig, args.config, args.overrides)
+    try:
+        log.info("%s", check_dataset(args.data, cfg.dataset, cfg.feature_root))
+    except (FileNotFoundError, ValueError) as err:
+        log.error("error: %s", err)
+        raise SystemExit(2) from None
     run(args.data, args.out, cfg)
 
 

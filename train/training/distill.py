@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from edge.configfile import StrictModel, dump_config, load_config
-from train.data.release import Split, read_split
+from train.data.release import Split, load_split
 from train.training.losses import bce_topk_loss, is_anomalous, mil_align_loss
 from train.models.cplvad import CPLVAD
 from train.models.student import Student, StudentConfig, StudentOutput
@@ -343,9 +343,9 @@ def run(cfg: DistillConfig) -> dict:
     feature_root = cfg.feature_root if cfg.feature_root is not None else teacher.config.data.feature_root
     resolved = cfg.model_copy(update={"data": str(data_dir), "feature_root": feature_root})
     dump_config(resolved, out / "config.yaml")
-    split = read_split(data_dir / "train.csv", teacher.config.data.dataset, feature_root)
+    split = load_split(data_dir, "train", teacher.config.data.dataset, feature_root)
     if split.label_map.names != teacher.text.classes:
-        raise ValueError(f"{data_dir / 'train.csv'} has classes {split.label_map.names}; the teacher "
+        raise ValueError(f"{split.source} has classes {split.label_map.names}; the teacher "
                          f"{cfg.teacher} was trained on {teacher.text.classes}")
 
     scfg = student_config(cfg)

@@ -35,8 +35,8 @@ from tqdm import tqdm
 from edge import car
 from edge.configfile import StrictModel, dump_config, load_config
 from train.data.dataset import FeatureDataset
-from train.data.release import (DEFAULT_LEN, Split, chunk, feature_stats, load_ground_truth, read_split,
-                        unchunk)
+from train.data.release import (DEFAULT_LEN, Split, check_dataset, chunk, feature_stats, load_ground_truth,
+                                load_split, unchunk)
 from train.training.losses import total_loss
 from train.evaluation.metrics import evaluate_scores
 from train.models.cplvad import CPLVAD, CPLVADConfig, upsample_levels
@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 
 class DataConfig(StrictModel):
-    dir: str = "data/ucf"  # a dataset folder in the release layout (train.csv, test.csv, gt_*.npy)
-    feature_root: str | None = None  # where the release's feature files are, when the CSV paths are the authors'
+    dir: str = "data/ucf"  # a dataset folder: ours (train.csv, ...) or VadCLIP's UCF / XD lists as published
+    feature_root: str | None = None  # the folder the release's feature archives were unpacked into
     dataset: Literal["ucf", "xd"] | None = None  # None: inferred from the labels
     length: int = DEFAULT_LEN  # training clip length T (long videos average-pooled, short ones padded)
     workers: int = 0  # DataLoader worker processes
@@ -345,15 +345,16 @@ def pseudo_quality(labels: dict[str, np.ndarray], truth_path: Path) -> dict[str,
 
 
 def score_test(model: CPLVAD, data_dir: Path, cfg: TrainConfig, rt: Runtime) -> dict[str, VideoOutputs]:
-    test = read_split(data_dir / "test.csv", cfg.data.dataset, cfg.data.feature_root)
+    test = load_split(data_dir, "test", cfg.data.dataset, cfg.data.feature_root)
     text = model.text_features().detach() if model.prompts is not None else None
     return {video.name: infer_video(model, video.load(0), rt.device, text, bf16=cfg.bf16)
             for video in tqdm(test.videos, desc="test", disable=not rt.main, leave=False)}
 
 
-def evaluate_branches(outputs: dict[str, VideoOutputs], data_dir: Path, feature_root: str | None) -> dict:
+def evaluate_branches(outputs: dict[str, VideoOutputs], data_dir: Path, feature_root: str | None,
+                      dataset: str | None = None) -> dict:
     """Foundation metrics for each branch; the headline keys are the B-branch AUC/AP and the C-branch mAP."""
-    truth = load_ground_truth(data_dir, feature_root=feature_root)
+    truth = load_ground_truth(data_dir, feature_root=feature_root, dataset=dataset)
     classes = {k: v.classes for k, v in outputs.items()}
     by_b = evaluate_scores({k: v.binary for k, v in outputs.items()}, classes, truth)
     by_c = evaluate_scores({k: 1.0 - v.classes[:, 0] for k, v in outputs.items()}, classes, truth)
@@ -374,7 +375,7 @@ def plot_videos(outputs: dict[str, VideoOutputs], data_dir: Path, cfg: TrainConf
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    truth = load_ground_truth(data_dir, feature_root=cfg.data.feature_root)
+    truth = load_ground_truth(data_dir, feature_root=cfg.data.feature_root, dataset=cfg.data.dataset)
     anomalous = [i for i in range(len(truth.names)) if truth.frames_of(i).any()]
     normal = [i for i in range(len(truth.names)) if not truth.frames_of(i).any()]
     picks = anomalous[: max(cfg.plot_videos - 1, 0)] + normal[:1]
@@ -406,7 +407,7 @@ def run(cfg: TrainConfig) -> dict:
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml")
-    split, val = holdout(read_split(data_dir / "train.csv", cfg.data.dataset, cfg.data.feature_root),
+    split, val = holdout(load_split(data_dir, "train", cfg.data.dataset, cfg.data.feature_root),
                          cfg.data.val_fraction, cfg.seed)
     log.info("%d videos held out of training to pick the epoch (video labels only)", len(val))
     log.info("%d training videos (%s), stage 1 for %d epochs, then %s pseudo labels (CAR %s) for %d epochs",
@@ -439,7 +440,7 @@ def run(cfg: TrainConfig) -> dict:
             save_text_embeddings(out / "text_embeddings.npz", text_embeddings(model.prompts))
         outputs = score_test(model, data_dir, cfg, rt)
         save_scores(outputs, out / "scores.npz")
-        metrics = evaluate_branches(outputs, data_dir, cfg.data.feature_root)
+        metrics = evaluate_branches(outputs, data_dir, cfg.data.feature_root, cfg.data.dataset)
         metrics |= report | {"train_seconds": train_seconds, "history": history,
                              "config": {"pseudo": cfg.pseudo.model_dump(), "seed": cfg.seed}}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -460,7 +461,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(load_config(TrainConfig, args.config, args.overrides))
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    try:
+        log.info("%s", check_dataset(cfg.data.dir, cfg.data.dataset, cfg.data.feature_root))
+    except (FileNotFoundError, ValueError) as err:
+        log.error("error: %s", err)
+        raise SystemExit(2) from None
+    run(cfg)
 
 
 if __name__ == "__main__":
