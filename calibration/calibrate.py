@@ -123,14 +123,15 @@ def head_detection(float_head: OnnxRuntimeBackend, int8_heads: dict[str, OnnxRun
     picks = even_indices(len(split), videos)
     scores: dict[str, list[np.ndarray]] = {"float": []} | {f: [] for f in int8_heads}
     text = np.ascontiguousarray(bundle.text_embeddings, np.float32)
+    params = bundle.smoother_params()  # the score the device thresholds
     gts = []
     for i in picks:
         start, stop = gate_span(truth.frames_of(int(i)), max_snippets)
         feats = split.videos[int(i)].load(0)[start:stop].astype(np.float32)
         gts.append(truth.frames_of(int(i))[16 * start:16 * stop])
-        scores["float"].append(stream_scores(float_head, feats, text, bundle.window))
+        scores["float"].append(stream_scores(float_head, feats, text, bundle.window, params))
         for flavour, head in int8_heads.items():
-            scores[flavour].append(stream_scores(head, feats, text, bundle.window))
+            scores[flavour].append(stream_scores(head, feats, text, bundle.window, params))
     gt = np.concatenate(gts)
     out = {}
     for name, s in scores.items():

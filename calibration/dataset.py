@@ -24,6 +24,7 @@ from tqdm import tqdm
 from edge.backends import InferenceBackend
 from edge.capture import parse_source
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_VIT_B16, PreprocessSpec, center_crop, normalize
+from edge.ringbuffer import ring_windows
 from train.data.release import load_split
 
 log = logging.getLogger(__name__)
@@ -194,19 +195,6 @@ def embed(clip: InferenceBackend, crops: np.ndarray, *, batch: int = 8, spec: Pr
     out = [clip.run({CLIP_INPUT_NAME: pixels(crops[s:s + batch], spec)})[CLIP_OUTPUT_NAME]
            for s in tqdm(range(0, len(crops), batch), desc=desc, unit="batch", leave=False)]
     return np.concatenate(out) if out else np.zeros((0, 512), np.float32)
-
-
-def ring_windows(features: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ring buffer's window after every snippet of a sequence [n, D]: ([n, W, D], mask [n, W]).
-
-    After snippet t the window holds snippets max(0, t-W+1)..t as its first rows, zero rows after them.
-    """
-    n = len(features)
-    t = np.arange(n)[:, None]
-    index = np.maximum(t - window + 1, 0) + np.arange(window)[None, :]  # [n, W]
-    mask = index <= t
-    padded = np.concatenate([features, np.zeros((1, features.shape[1]), features.dtype)])
-    return padded[np.where(mask, index, n)].astype(np.float32), mask
 
 
 def sample_windows(sequences: Sequence[np.ndarray], window: int, count: int, seed: int = 0

@@ -1,8 +1,9 @@
 """The INT8 accuracy gate: INT8 vs float on held-out data, and the speed it buys on this machine.
 
 Per model and flavour: output cosine (mean and 1st percentile over held-out samples) and the largest absolute
-difference; for the head also frame-level AUC / AP of the streaming anomaly score (newest window row, mean over
-levels, as the device reads it) with float and INT8 weights on labelled test videos; and ONNX Runtime latency of
+difference; for the head also frame-level AUC / AP of the score after each snippet that the device alerts on
+(``edge.stream``: the ring buffer's window, the newest row, the smoother's level aggregation) with float and INT8
+weights on labelled test videos; and ONNX Runtime latency of
 float vs INT8 at batch 1 and 8, measured interleaved so machine load hits both alike. A model passes when cosine
 p1 >= ``min_cosine`` and the AP drop <= ``max_ap_drop``; one that fails stays float (FP16 on TensorRT).
 """
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from calibration.dataset import ring_windows
 from edge.backends import InferenceBackend
 from edge.configfile import StrictModel
+from edge.smoother import SmootherParams
+from edge.stream import backend_head, stream_outputs
 
 
 class GateBudget(StrictModel):
@@ -71,16 +73,9 @@ def compare_outputs(ref: InferenceBackend, test: InferenceBackend, feeds: Sequen
 
 
 def stream_scores(head: InferenceBackend, features: np.ndarray, text: np.ndarray, window: int,
-                  batch: int = 64) -> np.ndarray:
-    """Anomaly score after every snippet of a video [T, 512] as the device reads it -> [T]."""
-    x, mask = ring_windows(features, window)
-    newest = np.minimum(np.arange(len(features)), window - 1)
-    scores = []
-    for s in range(0, len(x), batch):
-        binary = head.run({"features": x[s:s + batch], "mask": mask[s:s + batch], "text": text})["binary"]
-        rows = np.arange(len(binary))
-        scores.append(binary[rows, :, newest[s:s + batch]].mean(axis=1))  # [b, L] -> [b]
-    return np.concatenate(scores)
+                  params: SmootherParams, batch: int = 64) -> np.ndarray:
+    """The score after every snippet of a video [T, 512] that the device thresholds (``edge.stream``) -> [T]."""
+    return stream_outputs(backend_head(head, text), features, window, batch).scores(params)
 
 
 def speed(backends: Mapping[str, InferenceBackend], make_feed: Callable[[int], Mapping[str, np.ndarray]],

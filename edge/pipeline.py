@@ -15,7 +15,8 @@ each camera has its capture threads (:class:`edge.capture.CameraCapture`), which
    student on the windows of all cameras that have one, as one batch (several snippets of one camera go in
    successive rounds, so every snippet sees exactly its own past);
 5. reads the outputs at the newest valid row: per-level anomaly probabilities [L] and the level-mean class
-   probabilities [M] -> :class:`~edge.smoother.CausalSmoother` -> :class:`~edge.events.EventTracker` -> sinks.
+   probabilities [M] -> :class:`~edge.smoother.CausalSmoother` -> :class:`~edge.events.EventTracker` -> sinks
+   (4-5 are the stream contract of :mod:`edge.stream`, shared with the streaming evaluation and the INT8 gate).
 
 Snippet indices stay aligned with the source: a snippet the device could not score (frames dropped, NaN/Inf
 feature or output) steps the smoother with the stream's previous output (``held``; zeros before the first),
@@ -49,6 +50,7 @@ from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_VIT_B16, pre
 from edge.ringbuffer import FeatureRing
 from edge.smoother import CausalSmoother, SmootherParams
 from edge.snippets import Snippet, SnippetAccumulator
+from edge.stream import backend_head, run_head
 from edge.stats import CameraCounters, StageTimer, rate, stats_payload
 
 log = logging.getLogger(__name__)
@@ -293,9 +295,9 @@ class CameraStream:
         self.ring.push(snippet.feature)
         return True
 
-    def head_row(self) -> int:
-        """Window row of the newest snippet."""
-        return len(self.ring) - 1
+    def window(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head's input for the newest snippet: the ring's window [W, 512] and mask [W] (valid rows first)."""
+        return self.ring.window()
 
     def step(self, snippet_index: int, levels: np.ndarray, class_probs: np.ndarray) -> list[dict[str, Any]]:
         """Smoother + events for the head output of snippet ``snippet_index`` ([L], [M])."""
@@ -530,15 +532,13 @@ class Pipeline:
         if not batch:
             return
         with self.timer.time("head", len(batch)):
-            windows = [stream.ring.window() for stream, _ in batch]
+            windows = [stream.window() for stream, _ in batch]
             features = np.stack([w[0] for w in windows])  # [B, W, 512]
             mask = np.stack([w[1] for w in windows])  # [B, W]
-            out = self.models.head.run({"features": features, "mask": mask, "text": self.models.text})
-        binary, classes = out["binary"], out["classes"]  # [B, L, W], [B, L, W, M]
+            out = run_head(backend_head(self.models.head, self.models.text), features, mask)
+        all_probs = out.class_probs  # [B, M], the level mean as in inference
         for b, (stream, snippet) in enumerate(batch):
-            row = stream.head_row()
-            levels = binary[b, :, row].astype(np.float64)  # [L]
-            probs = classes[b, :, row, :].mean(axis=0, dtype=np.float64)  # [M], the level mean as in inference
+            levels, probs = out.levels[b].astype(np.float64), all_probs[b]  # [L], [M]
             with self.timer.time("smoother"):
                 messages = stream.step(snippet.index, levels, probs)
             self._emit(stream.name, messages)

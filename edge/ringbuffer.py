@@ -7,12 +7,43 @@ model gives on the stream itself; the newest snippet's output is at row ``len(ri
 
 Push is O(1): every feature is written twice, at ``i`` and ``i + W`` of a ``[2W, D]`` array, so the last W
 features are always the contiguous rows ``[head, head + W)`` and no roll or concatenation is needed.
+
+``window_index`` and ``ring_windows`` are the same windows for a recorded sequence, all at once (the streaming
+evaluation, the export's checks and the INT8 gate use them): one layout, written here.
 """
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+
+
+def window_index(n: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ring buffer's window after each of ``n`` snippets, as gather indices.
+
+    Returns (index [n, W] into the features with a zero row appended at ``n``, mask [n, W], newest row [n]):
+    after snippet t the window holds snippets max(0, t-W+1) .. t as its first rows, zero rows after them.
+    """
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0:
+        raise ValueError(f"window must be a positive integer (snippets), got {window!r}")
+    t = np.arange(n)[:, None]
+    index = np.maximum(t - window + 1, 0) + np.arange(window)[None, :]  # [n, W]
+    mask = index <= t
+    return np.where(mask, index, n), mask, np.minimum(t[:, 0], window - 1)
+
+
+def gather_windows(features: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` [..., W] of ``features`` [n, D] with a zero row at ``n`` -> float32 [..., W, D]."""
+    padded = np.concatenate([features, np.zeros((1, features.shape[1]), features.dtype)])
+    return padded[index].astype(np.float32)
+
+
+def ring_windows(features: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ring buffer's window after every snippet of a sequence [n, D]: (features [n, W, D] float32,
+    mask [n, W]), what :meth:`FeatureRing.window` returns after each push. Memory grows with n x W: batch long
+    sequences with :func:`window_index` and :func:`gather_windows`."""
+    index, mask, _ = window_index(len(features), window)
+    return gather_windows(features, index), mask
 
 
 class FeatureRing:
@@ -42,6 +73,11 @@ class FeatureRing:
     def first_index(self) -> int:
         """Snippet index (in push order) of window row 0."""
         return self._count - len(self)
+
+    @property
+    def newest_row(self) -> int:
+        """Window row of the newest snippet (-1 while empty): where the head's output for it is read."""
+        return len(self) - 1
 
     def push(self, feature: np.ndarray) -> None:
         """Append one snippet feature [D]; the oldest falls out once the window is full."""

@@ -12,11 +12,14 @@ runs <= filter":
   bridged, exactly as CAR merges gaps <= grouping before it measures a run.
 - The event is back-dated to the candidate's first snippet (``opened_at``) and ends at its last snippet over
   theta_off (``closed_at``), reported on the step of the g-th miss (or by ``close()`` at shutdown).
+- Warm-up: the first ``warmup`` snippets of a stream count as below the threshold (their scores are still
+  reported), so no candidate starts before the window holds ``warmup`` snippets of context. A camera that comes
+  online, or a stream that restarts, does not alert on outputs that saw almost no past.
 
 Exact equivalence with the offline refinement: ``smooth_offline(x, SmootherParams.from_car(p))`` equals
 ``car.segments(x, p)`` for every [L, T] sequence x when (1) theta_on == theta_off == p.score_threshold,
 (2) m == p.filter + 1 and g == p.grouping + 1 (m = g = 1 when CAR is off), (3) the aggregation and its
-parameters are p's, and (4) the stream is closed with ``close()`` after its last snippet, so an event still
+parameters are p's, warmup == 0, and (4) the stream is closed with ``close()`` after its last snippet, so an event still
 open at the end ends at its last snippet over the threshold, as the offline run does. ``from_car`` gives
 (1)-(3). Proof sketch: an offline merged run is a maximal chain of on-snippets with gaps < g, kept iff it
 spans >= m; the candidate is the same chain built left to right and its span only grows, so it opens iff the
@@ -57,6 +60,8 @@ class SmootherParams:
     g: consecutive snippets below threshold that end a candidate or close an event;
         causal "merge gaps <= g - 1".
     aggregation, rbf_eps, vote_thresholds: how the levels of a snippet become one score (see ``edge.car``).
+    warmup: snippets at the start of a stream that cannot start an event (the window's context is too short);
+        0 = none.
     """
 
     theta_on: float = 0.5
@@ -66,6 +71,7 @@ class SmootherParams:
     aggregation: Literal["rbf", "vote", "mean"] = "rbf"
     rbf_eps: float = 1e-3
     vote_thresholds: tuple[float, ...] = REF_VOTE_THRESHOLDS
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.theta_off <= self.theta_on <= 1.0:
@@ -77,6 +83,8 @@ class SmootherParams:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SmootherParams.{name}={value!r}; expected an integer >= 1 (snippets)")
+        if not isinstance(self.warmup, (int, np.integer)) or isinstance(self.warmup, bool) or self.warmup < 0:
+            raise ValueError(f"SmootherParams.warmup={self.warmup!r}; expected an integer >= 0 (snippets)")
         if self.aggregation not in ("rbf", "vote", "mean"):
             raise ValueError(
                 f"SmootherParams.aggregation={self.aggregation!r}; expected 'rbf', 'vote' or 'mean'"
@@ -97,6 +105,15 @@ class SmootherParams:
             rbf_eps=car.rbf_eps,
             vote_thresholds=car.vote_thresholds,
         )
+
+    def score(self, level_probs: ArrayLike) -> np.ndarray:
+        """The score the smoother thresholds: the level aggregation of per-level anomaly probabilities.
+        [..., L] -> [...] float64 (one snippet [L] -> a 0-d array)."""
+        x = check_scores(level_probs, "level_probs")
+        if x.ndim == 0 or x.shape[-1] == 0:
+            raise ValueError(f"level_probs has shape {x.shape}; expected [..., L] with at least one level")
+        flat = x.reshape(-1, x.shape[-1])  # [N, L]
+        return aggregate(flat.T, self.car_params()).reshape(x.shape[:-1])
 
     def car_params(self) -> CarParams:
         """CarParams with this aggregation (only the aggregation fields matter to the smoother)."""
@@ -122,7 +139,7 @@ class Hysteresis:
         p = self.params
         self.index += 1
         t = self.index
-        on = score >= (p.theta_off if self.active else p.theta_on)
+        on = t >= p.warmup and score >= (p.theta_off if self.active else p.theta_on)
         if self.start is None:
             if not on:
                 return None, None
@@ -157,7 +174,6 @@ class CausalSmoother:
 
     def __init__(self, params: SmootherParams) -> None:
         self.params = params
-        self._car = params.car_params()
         self._hyst = Hysteresis(params)
         self._levels: int | None = None
         self._classes: int | None = None
@@ -198,7 +214,7 @@ class CausalSmoother:
             if probs.size != self._classes:
                 raise ValueError(f"class_probs has {probs.size} classes; expected {self._classes} as before")
 
-        score = float(aggregate(levels[:, None], self._car)[0])
+        score = float(self.params.score(levels))
         self._last_score = score
         self._closed_probs = None
         idle_before = self._hyst.start is None

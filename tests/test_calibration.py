@@ -12,14 +12,14 @@ from onnx import TensorProto, helper
 
 from calibration.calibrate import DEFAULT_CONFIG, CalibrateConfig, calibrate, flavour_file, gate_span, main
 from calibration.dataset import (FrameSet, build_frame_set, even_indices, expand_sources, holdout_mask, read_source,
-                                 ring_windows, sample_windows, split_quota)
+                                 sample_windows, split_quota)
 from calibration.gate import GateBudget, cosine_rows, cosine_summary, judge
 from calibration.quantize import FeedReader, batched_feeds, float_nodes, last_projections, quantize
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import load_bundle
+from edge.ringbuffer import ring_windows
 from edge.configfile import load_config
 
-VIDEO = "videos/car-detection.mp4"  # 377 frames, 768x432
 
 
 # ------------------------------------------------------------------------------------------- pure pieces
@@ -132,20 +132,20 @@ def test_float_nodes_keep_norm_gelu_and_last_projection(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- frames
 
 
-def test_read_source_is_deterministic(shared_data: Path) -> None:
-    a = read_source(str(shared_data / VIDEO), 5, seed=0)
-    b = read_source(str(shared_data / VIDEO), 5, seed=0)
+def test_read_source_is_deterministic(scene_video: Path) -> None:
+    a = read_source(str(scene_video), 5, seed=0)
+    b = read_source(str(scene_video), 5, seed=0)
     assert a.shape == (5, 224, 224, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b) and a.std() > 5  # real pixels, same frames
 
 
-def test_frame_set_round_trip_and_errors(shared_data: Path, tmp_path: Path) -> None:
-    frames = build_frame_set([str(shared_data / VIDEO), str(shared_data / VIDEO)], 7, min_frames=2)
+def test_frame_set_round_trip_and_errors(scene_video: Path, tmp_path: Path) -> None:
+    frames = build_frame_set([str(scene_video), str(scene_video)], 7, min_frames=2)
     assert len(frames) == 7 and frames.source_index.tolist() == [0, 0, 0, 0, 1, 1, 1]
     loaded = FrameSet.load(frames.save(tmp_path / "f.npz"))
     assert np.array_equal(loaded.crops, frames.crops) and loaded.sources == frames.sources
     with pytest.raises(ValueError, match="at least 8"):
-        build_frame_set([str(shared_data / VIDEO)], 3, min_frames=8)
+        build_frame_set([str(scene_video)], 3, min_frames=8)
     with pytest.raises(ValueError, match="no videos"):
         expand_sources([str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
@@ -201,13 +201,13 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def calibrated(tiny_bundle: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+def calibrated(tiny_bundle: Path, scene_video: Path, tmp_path_factory: pytest.TempPathFactory
                ) -> tuple[Path, list[dict]]:
     bundle = tmp_path_factory.mktemp("calibrated") / "b"
     shutil.copytree(tiny_bundle, bundle)
     data = _labelled_data(tmp_path_factory.mktemp("data"), window=16)
     cfg = CalibrateConfig(frames=40, head_windows=48, gate_videos=6, speed_rounds=2, threads=1)
-    rows = calibrate(bundle, [str(shared_data / VIDEO)], cfg, data=data)
+    rows = calibrate(bundle, [str(scene_video)], cfg, data=data)
     return bundle, rows
 
 
@@ -254,7 +254,7 @@ def test_config_file_and_cli_errors(tmp_path: Path, caplog: pytest.LogCaptureFix
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(CalibrateConfig, root / DEFAULT_CONFIG, ["budget.min_cosine=0.99", "method=entropy"])
     assert cfg.frames >= 500 and cfg.budget.min_cosine == 0.99 and cfg.method == "entropy"
-    assert main(["--bundle", str(tmp_path / "nothing"), "--config", str(root / DEFAULT_CONFIG)]) == 1
+    assert main(["--bundle", str(tmp_path / "nothing"), "--config", str(root / DEFAULT_CONFIG)]) == 2
     assert "no manifest.json" in caplog.text
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.ringbuffer import FeatureRing
+from edge.ringbuffer import FeatureRing, window_index
 from train.data.release import save_ground_truth
 from train.training.distill import (DistillConfig, DistillLossConfig, class_kl, cut_window, distill_loss, plan_windows,
                            soft_bce)
@@ -206,7 +206,7 @@ def test_distillation_fits_the_teacher_targets(runs: tuple[Path, Path]) -> None:
 
 
 def test_streaming_batched_equals_the_device_loop(runs: tuple[Path, Path]) -> None:
-    from train.evaluation.stream import load_student, stream_batched, stream_loop, stream_windows
+    from train.evaluation.stream import load_student, stream_batched, stream_loop
     from train.models.text import load_text_embeddings
 
     _, student_run = runs
@@ -220,7 +220,7 @@ def test_streaming_batched_equals_the_device_loop(runs: tuple[Path, Path]) -> No
     np.testing.assert_allclose(batched.levels, loop.levels, rtol=0, atol=1e-6)
     np.testing.assert_allclose(batched.classes, loop.classes, rtol=0, atol=1e-6)
     # the gather layout is the ring buffer's
-    index, mask, newest = stream_windows(n, WINDOW)
+    index, mask, newest = window_index(n, WINDOW)
     ring = FeatureRing(WINDOW, 512)
     padded = np.concatenate([feats, np.zeros((1, 512), np.float32)])
     for t in (0, WINDOW - 1, n - 1):
@@ -234,8 +234,6 @@ def test_streaming_batched_equals_the_device_loop(runs: tuple[Path, Path]) -> No
 
 
 def test_stream_windows_hand_computed() -> None:
-    from train.evaluation.stream import stream_windows
-
-    index, mask, newest = stream_windows(4, 3)
+    index, mask, newest = window_index(4, 3)
     assert index.tolist() == [[0, 4, 4], [0, 1, 4], [0, 1, 2], [1, 2, 3]]
     assert mask.sum(1).tolist() == [1, 2, 3, 3] and newest.tolist() == [0, 1, 2, 2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.ringbuffer import FeatureRing
+from edge.ringbuffer import FeatureRing, gather_windows, ring_windows, window_index
 
 
 def _f(value: float, dim: int = 4) -> np.ndarray:
@@ -45,6 +45,25 @@ def test_matches_a_naive_window_at_every_step() -> None:
         expected[: len(last)] = last
         np.testing.assert_array_equal(feats, expected)
         assert mask.sum() == len(last)
+
+
+def test_recorded_windows_are_the_rings_after_every_push() -> None:
+    rng = np.random.default_rng(1)
+    for n, window in ((1, 4), (3, 4), (4, 4), (11, 4), (9, 1)):
+        feats = rng.normal(size=(n, 6)).astype(np.float32)
+        x, mask = ring_windows(feats, window)
+        index, mask2, newest = window_index(n, window)
+        ring = FeatureRing(window=window, dim=6)
+        for t in range(n):
+            ring.push(feats[t])
+            expected, expected_mask = ring.window()
+            np.testing.assert_array_equal(x[t], expected)
+            np.testing.assert_array_equal(gather_windows(feats, index[t]), expected)
+            np.testing.assert_array_equal(mask[t], expected_mask)
+            np.testing.assert_array_equal(mask2[t], expected_mask)
+            assert newest[t] == ring.newest_row == len(ring) - 1
+    with pytest.raises(ValueError, match="window must be a positive integer"):
+        window_index(3, 0)
 
 
 def test_window_is_a_copy_and_reset_clears() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from edge.car import CarParams, segments
+from edge.car import CarParams, aggregate, segments
 from edge.smoother import CausalSmoother, SmootherParams, SmootherUpdate, smooth_offline
 
 HI, LO = 0.9, 0.1
@@ -140,6 +140,33 @@ def test_event_class_probs_after_close_on_shutdown() -> None:
     np.testing.assert_allclose(smoother.event_class_probs(), [0.2, 0.8])
 
 
+def test_warmup_keeps_the_first_snippets_from_starting_an_event() -> None:
+    scores = _pattern((HI, 12), (LO, 10))
+    plain = _run(scores, P)
+    warm = _run(scores, SmootherParams(**{**P.__dict__, "warmup": 3}))
+    assert [u.score for u in warm] == [u.score for u in plain]  # the scores are reported unchanged
+    assert [u.opened_at for u in plain if u.opened_at is not None] == [0]
+    opened = [u for u in warm if u.opened_at is not None]
+    assert [(u.index, u.opened_at) for u in opened] == [(3 + 5 - 1, 3)]  # the candidate starts at snippet 3
+    assert [u.closed_at for u in warm if u.closed_at is not None] == [11]
+    # a short anomaly inside the warm-up is not reported at all
+    assert smooth_offline(np.array(_pattern((HI, 6), (LO, 20))), SmootherParams(**{**P.__dict__, "warmup": 2})) \
+        == []
+    assert smooth_offline(np.array(_pattern((HI, 6), (LO, 20))), P) == [(0, 5)]
+
+
+def test_score_is_the_level_aggregation() -> None:
+    x = np.random.default_rng(0).uniform(0, 1, (7, 4))  # [N, L]
+    for params in (SmootherParams(), SmootherParams(aggregation="mean"), SmootherParams(aggregation="vote")):
+        expected = aggregate(x.T, params.car_params())
+        np.testing.assert_array_equal(params.score(x), expected)
+        assert float(params.score(x[2])) == expected[2]
+        smoother = CausalSmoother(params)
+        assert [smoother.update(row).score for row in x] == expected.tolist()
+    with pytest.raises(ValueError, match="level_probs has values outside"):
+        SmootherParams().score([0.5, 1.5])
+
+
 def test_bad_inputs_raise() -> None:
     smoother = CausalSmoother(P)
     with pytest.raises(ValueError, match="level_probs contains NaN/Inf"):
@@ -153,6 +180,8 @@ def test_bad_inputs_raise() -> None:
         SmootherParams(theta_on=0.4, theta_off=0.6)
     with pytest.raises(ValueError, match="SmootherParams.m=0"):
         SmootherParams(m=0)
+    with pytest.raises(ValueError, match="SmootherParams.warmup=-1"):
+        SmootherParams(warmup=-1)
 
 
 def test_from_car_gives_the_causal_equivalents() -> None:
@@ -186,11 +215,13 @@ def test_segments_equal_offline_car_on_random_sequences(car: CarParams) -> None:
         assert smooth_offline(x, params) == segments(x, car)
 
 
-def test_segments_equal_offline_car_on_recorded_ucf_sequences(shared_data: Path) -> None:
+def test_segments_equal_offline_car_on_recorded_ucf_sequences() -> None:
     """Real UCF-Crime test ground truth (snippet level) as the signal, with per-level noise."""
+    from train.data.layouts import real_test_videos
+
     rng = np.random.default_rng(0)
-    files = sorted((shared_data / "gt" / "ucf").glob("*.npy"))[:40]
-    videos = [np.load(f)[::16].astype(np.float64) for f in files]
+    real = sorted(real_test_videos("ucf"))[:40]  # by name, as the per-video files sort
+    videos = [gt[::16].astype(np.float64) for _, gt, _, _ in real]
     videos = [gt for gt in videos if gt.sum() >= 10][:8]  # 16 frames per snippet; anomalies of >= 10 snippets
     assert videos, "no anomalous UCF ground truth found"
     for gt in videos:

@@ -9,11 +9,13 @@ Three rows on the test set, scored with the same metrics (``train.evaluation.met
   student streaming  the device's loop: a ``FeatureRing`` of W; for every new snippet the student runs on the
                      window and the outputs of the newest valid row go to the ``CausalSmoother``
 
-The student's per-snippet anomaly score is the smoother's level aggregation (``edge.car.aggregate`` with the
-smoother's parameters, the score the device thresholds), offline too, so the rows differ only in what the model
+The student's per-snippet anomaly score is the device's (``edge.stream``: the smoother's level aggregation,
+``SmootherParams.score``, the score the device thresholds), offline too, so the rows differ only in what the model
 sees; its class probabilities are the mean of the per-level ones. The streaming row also reports the smoother's
-events as frame-level precision / recall / F1. The streaming windows of a video are batched (the window ending at
-t, for every t, stacked), which equals the one-snippet-at-a-time loop (tested). Results go into
+events (``edge.stream.smooth``, with the device's warm-up) as frame-level precision / recall / F1 and counts its
+false alarms (events that overlap no anomalous frame). The streaming
+windows of a video are batched (``edge.stream.stream_outputs``), which equals the one-snippet-at-a-time loop
+(tested). Results go into
 ``STUDENT_RUN/metrics.json`` (``teacher``, ``student_offline``, ``student_streaming``) and a printed table.
 """
 from __future__ import annotations
@@ -22,7 +24,6 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ from tqdm import tqdm
 from edge import car
 from edge.configfile import load_config
 from edge.ringbuffer import FeatureRing
-from edge.smoother import CausalSmoother, SmootherParams
+from edge.smoother import SmootherParams
+from edge.stream import HeadFn, SnippetOutputs, smooth, stream_outputs
 from train.data.release import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, load_split, unchunk
 from train.training.distill import DistillConfig, load_teacher
 from train.evaluation.metrics import evaluate_scores
@@ -43,12 +45,7 @@ from train.training.teacher import infer_video
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StudentOutputs:
-    """The student's outputs for one video at the native rate, one row per snippet."""
-
-    levels: np.ndarray  # [N, L] per-level anomaly probabilities
-    classes: np.ndarray  # [N, L, M] per-level class probabilities
+StudentOutputs = SnippetOutputs  # the student's outputs for one video, one row per snippet: levels [N, L], classes [N, L, M]
 
 
 def load_student(run: str | Path, device: torch.device | str = "cpu") -> tuple[Student, dict]:
@@ -69,35 +66,19 @@ def smoother_params(dataset: str) -> SmootherParams:
 # ----------------------------------------------------------------------------------------------- windows
 
 
-def stream_windows(n: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ring buffer's window after each of ``n`` snippets, as gather indices.
-
-    Returns (index [n, W] into the features with a zero row appended at ``n``, mask [n, W], newest row [n]):
-    after snippet t the window holds snippets max(0, t-W+1) .. t as its first rows, zero rows after them.
-    """
-    t = np.arange(n)[:, None]
-    index = np.maximum(t - window + 1, 0) + np.arange(window)[None, :]  # [n, W]
-    mask = index <= t
-    return np.where(mask, index, n), mask, np.minimum(t[:, 0], window - 1)
+def student_head(student: Student, text: torch.Tensor) -> HeadFn:
+    """The student as the device's head (numpy windows in, probabilities out), on ``text``'s device."""
+    @torch.no_grad()
+    def head(features: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, c = student(torch.from_numpy(features).to(text.device), torch.from_numpy(mask).to(text.device), text)
+        return b.cpu().numpy(), c.cpu().numpy()  # (B, L, W), (B, L, W, M)
+    return head
 
 
-@torch.no_grad()
 def stream_batched(student: Student, features: np.ndarray, text: torch.Tensor, batch: int = 256
                    ) -> StudentOutputs:
-    """The streaming outputs of a video [N, 512], the windows ending at every snippet run in batches."""
-    n, W = features.shape[0], student.config.window
-    device = text.device
-    padded = torch.from_numpy(np.concatenate([features, np.zeros((1, features.shape[1]), np.float32)]))
-    index, mask, newest = (torch.from_numpy(a) for a in stream_windows(n, W))
-    levels, classes = [], []
-    for s in range(0, n, batch):
-        x = padded[index[s:s + batch]].to(device)  # (b, W, 512)
-        b, c = student(x, mask[s:s + batch].to(device), text)  # (b, L, W), (b, L, W, M)
-        rows = torch.arange(x.shape[0], device=device)
-        last = newest[s:s + batch].to(device)
-        levels.append(b[rows, :, last].cpu())  # (b, L)
-        classes.append(c[rows, :, last].cpu())  # (b, L, M)
-    return StudentOutputs(torch.cat(levels).numpy(), torch.cat(classes).numpy())
+    """The streaming outputs of a video [N, 512]: ``edge.stream.stream_outputs``, ``batch`` windows per call."""
+    return stream_outputs(student_head(student, text), features, student.config.window, batch)
 
 
 @torch.no_grad()
@@ -110,7 +91,7 @@ def stream_loop(student: Student, features: np.ndarray, text: torch.Tensor) -> S
         ring.push(feature)
         x, mask = ring.window()
         b, c = student(torch.from_numpy(x)[None].to(device), torch.from_numpy(mask)[None].to(device), text)
-        row = len(ring) - 1
+        row = ring.newest_row
         levels.append(b[0, :, row].cpu().numpy())
         classes.append(c[0, :, row].cpu().numpy())
     return StudentOutputs(np.stack(levels), np.stack(classes))
@@ -130,38 +111,25 @@ def offline(student: Student, features: np.ndarray, text: torch.Tensor) -> Stude
 
 
 def snippet_scores(outputs: StudentOutputs, params: SmootherParams) -> tuple[np.ndarray, np.ndarray]:
-    """(anomaly score [N]: the smoother's level aggregation, class probabilities [N, M]: mean over levels)."""
-    score = car.aggregate(outputs.levels.T.astype(np.float64), params.car_params())
-    return score, outputs.classes.mean(axis=1)
-
-
-def smooth(outputs: StudentOutputs, params: SmootherParams) -> tuple[np.ndarray, list[car.Run]]:
-    """Feed the streaming outputs to the causal smoother: (its score per snippet [N], events as inclusive runs)."""
-    smoother = CausalSmoother(params)
-    scores, events, start = [], [], None
-    class_probs = outputs.classes.mean(axis=1)
-    for levels, probs in zip(outputs.levels, class_probs):
-        update = smoother.update(levels, probs)
-        scores.append(update.score)
-        start = update.opened_at if update.opened_at is not None else start
-        if update.closed_at is not None:
-            events.append((start, update.closed_at))
-    closing = smoother.close()
-    if closing.closed_at is not None:
-        events.append((start, closing.closed_at))
-    return np.asarray(scores), events
+    """(anomaly score [N]: the device's score after each snippet, class probabilities [N, M]: mean over levels)."""
+    return outputs.scores(params), outputs.class_probs
 
 
 def event_frame_scores(events: dict[str, list[car.Run]], truth: GroundTruth) -> dict[str, float]:
-    """Frame-level precision / recall / F1 of the smoother's events against the ground truth."""
+    """Frame-level precision / recall / F1 of the smoother's events against the ground truth, the number of
+    events and of false alarms (events that overlap no anomalous frame)."""
     pred = np.concatenate([np.repeat(car.runs_to_mask(events[name], n), FRAMES_PER_SNIPPET)
                            for name, n in zip(truth.names, truth.num_snippets)]) > 0
     gt = truth.gt_frames > 0.5
     tp, fp, fn = int((pred & gt).sum()), int((pred & ~gt).sum()), int((~pred & gt).sum())
     precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    false_alarms = 0
+    for i, name in enumerate(truth.names):
+        snippet_gt = truth.frames_of(i).reshape(-1, FRAMES_PER_SNIPPET).max(axis=1) > 0.5  # [T]
+        false_alarms += sum(not snippet_gt[start:end + 1].any() for start, end in events[name])
     return {"precision": precision, "recall": recall,
             "f1": 2 * precision * recall / max(precision + recall, 1e-12),
-            "events": int(sum(len(e) for e in events.values()))}
+            "events": int(sum(len(e) for e in events.values())), "false_alarms": int(false_alarms)}
 
 
 def format_table(rows: dict[str, dict]) -> str:
@@ -222,8 +190,11 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
     for name, s in seconds.items():
         rows[name]["seconds"] = s
     table = format_table(rows)
-    log.info("%s: %d test videos, window %d, smoother on %.2f / off %.2f, m %d, g %d\n%s", data_dir, len(test),
-             student.config.window, params.theta_on, params.theta_off, params.m, params.g, table)
+    ev = rows["student streaming"]["events"]
+    log.info("%s: %d test videos, window %d, smoother on %.2f / off %.2f, m %d, g %d, warm-up %d\n%s\n"
+             "streaming events: %d (%d false alarms), frame precision %.3f / recall %.3f / F1 %.3f", data_dir,
+             len(test), student.config.window, params.theta_on, params.theta_off, params.m, params.g, params.warmup,
+             table, ev["events"], ev["false_alarms"], ev["precision"], ev["recall"], ev["f1"])
     result = {name.replace(" ", "_"): m for name, m in rows.items()}
     path = run / "metrics.json"
     merged = (json.loads(path.read_text()) if path.is_file() else {}) | result

@@ -34,13 +34,14 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
 from edge.configfile import load_config
 from edge.preprocess import CLIP_VIT_B16
+from edge.ringbuffer import gather_windows, window_index
 from edge.smoother import SmootherParams
 from edge.snippets import encoded_offsets
 from train.models.clip_source import describe, is_random
 from train.data.release import load_split
 from train.training.distill import DistillConfig
 from train.export.clip import OPSET, export_clip, matches
-from train.evaluation.stream import load_student, smoother_params, snippet_scores, stream_batched, stream_windows
+from train.evaluation.stream import load_student, smoother_params, snippet_scores, stream_batched
 from train.models.student import Student
 from train.models.text import load_text_embeddings
 
@@ -113,10 +114,9 @@ def sample_windows(features: list[np.ndarray], window: int, per_video: int = 4) 
     xs, masks = [], []
     for feats in features:
         n = feats.shape[0]
-        index, mask, _ = stream_windows(n, window)
-        padded = np.concatenate([feats, np.zeros((1, feats.shape[1]), np.float32)])
+        index, mask, _ = window_index(n, window)
         for t in sorted({0, min(window // 2, n - 1), min(window - 1, n - 1), n - 1})[:per_video]:
-            xs.append(padded[index[t]])
+            xs.append(gather_windows(feats, index[t]))
             masks.append(mask[t])
     return np.stack(xs).astype(np.float32), np.stack(masks)
 
