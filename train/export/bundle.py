@@ -1,6 +1,11 @@
 """Export a distilled student run to a model bundle the device loads (``edge.bundle``).
 
-    python -m train.export.bundle --run STUDENT_RUN --out bundle/ [--clip SOURCE] [--encode-every K]
+    python -m train.export.bundle --run STUDENT_RUN --out bundle/ --clip SOURCE [--encode-every K]
+
+``--clip`` is required (``--clip random`` builds on random weights, for demos and tests only) and must be the
+encoder the run's features were extracted with, and ``--encode-every`` (default: the features' policy, else
+``edge.snippets.DEFAULT_ENCODE_EVERY``) their snippet policy, as recorded by the extractor
+(``train.data.provenance``); a mismatch is refused with both named.
 
 Writes ``head.onnx`` (the student, both branches; dynamic batch and class count, fixed window), ``clip_visual.onnx``
 (``train.export.clip``; reused when the folder already holds an intact export of the same source),
@@ -36,8 +41,9 @@ from edge.configfile import load_config
 from edge.preprocess import CLIP_VIT_B16
 from edge.ringbuffer import gather_windows, window_index
 from edge.smoother import SmootherParams
-from edge.snippets import encoded_offsets
-from train.models.clip_source import describe, is_random
+from edge.snippets import DEFAULT_ENCODE_EVERY, EMBED_DIM, FRAMES_PER_SNIPPET, encoded_offsets
+from train.data.provenance import check_export, label, read_run
+from train.models.clip_source import describe, identity, is_random
 from train.data.release import load_split
 from train.training.distill import DistillConfig
 from train.export.clip import OPSET, export_clip, matches
@@ -179,12 +185,24 @@ def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, fe
     return replace(params, theta_on=theta, theta_off=theta), info
 
 
-def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", encode_every: int = 1,
+def export_bundle(run: str | Path, out: str | Path, *, clip: str, encode_every: int | None = None,
                   seed: int = 0, opset: int = OPSET, threshold_quantile: float = 0.995) -> Manifest:
-    """Write and verify a bundle from a student run; returns its manifest (the bundle is re-loaded to check)."""
+    """Write and verify a bundle from a student run; returns its manifest (the bundle is re-loaded to check).
+
+    ``encode_every`` None: the snippet policy the run's features were extracted with, else the default."""
     start = time.perf_counter()
     run, out = Path(run), Path(out)
+    provenance = read_run(run)
+    recorded = ((provenance or {}).get("features") or {}).get("encode_every")
+    if encode_every is None:
+        encode_every = recorded or DEFAULT_ENCODE_EVERY
     encoded_offsets(encode_every)  # ValueError unless 1..16
+    clip_identity = identity(clip, seed)
+    check_export(provenance, clip_identity, encode_every, run=run, clip_source=clip)
+    text_identity = (provenance or {}).get("text")
+    if text_identity and text_identity.get("random"):
+        log.warning("!!! the run %s learned its category prompts through %s: category names are meaningless "
+                    "outside tests and demos !!!", run, label(text_identity))
     student, meta = load_student(run)
     cfg = load_config(DistillConfig, run / "config.yaml")
     text = load_text_embeddings(run / TEXT_FILE)
@@ -224,12 +242,12 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str = "random", enc
         created=created.isoformat(timespec="seconds"),
         dataset=meta["dataset"],
         classes=text.classes,
-        snippet={"frames_per_snippet": 16, "encode_every": encode_every, "embed_dim": 512},
+        snippet={"frames_per_snippet": FRAMES_PER_SNIPPET, "encode_every": encode_every, "embed_dim": EMBED_DIM},
         preprocess=CLIP_VIT_B16.to_dict(),
         window=student.config.window,
         levels=student.config.num_levels,
         smoother=asdict(smoother),
-        clip={"source": describe(clip), "random": is_random(clip)},
+        clip={"source": describe(clip), "random": is_random(clip), "identity": clip_identity, "text": text_identity},
         models={"head": {"file": HEAD_FILE, "precision": "fp32"},
                 "clip_visual": {"file": CLIP_FILE, "precision": "fp32"}},
         text_embeddings={"file": TEXT_FILE, "hash": text.hash},
@@ -251,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.export.bundle", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="student run folder (train.training.distill's out)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
-    parser.add_argument("--clip", default="random", help="CLIP image encoder: local HF CLIP dir, 'random' or 'tiny'")
-    parser.add_argument("--encode-every", type=int, default=1, metavar="K",
-                        help="encode frames 0, K, 2K, ... of each 16-frame snippet (1..16), as the features were")
+    parser.add_argument("--clip", help="CLIP image encoder the features were extracted with: a Hugging Face id "
+                                       "(openai/clip-vit-base-patch16), a local HF CLIP folder, or explicitly 'random' "
+                                       "/ 'tiny' (random weights: demos and tests only)")
+    parser.add_argument("--encode-every", type=int, metavar="K",
+                        help="encode frames 0, K, 2K, ... of each 16-frame snippet (1..16); default: the policy the "
+                             f"run's features were extracted with, else {DEFAULT_ENCODE_EVERY}")
     parser.add_argument("--seed", type=int, default=0, help="weights seed for 'random' / 'tiny' CLIP")
     parser.add_argument("--opset", type=int, default=OPSET)
     parser.add_argument("--threshold-quantile", type=float, default=0.995, metavar="Q",
@@ -262,11 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.threshold_quantile < 1:
         parser.error(f"--threshold-quantile {args.threshold_quantile}: expected 0 <= Q < 1")
+    if args.clip is None:
+        parser.error("--clip is required: the CLIP the run's features were extracted with (e.g. "
+                     "openai/clip-vit-base-patch16 or a local folder), or '--clip random' for a demo bundle")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         export_bundle(args.run, args.out, clip=args.clip, encode_every=args.encode_every, seed=args.seed,
                       opset=args.opset, threshold_quantile=args.threshold_quantile)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError) as err:  # the user's input: run, CLIP source, policy
+        log.error("%s", err)
+        return 2
+    except RuntimeError as err:  # a verification that failed
         log.error("%s", err)
         return 1
     return 0

@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from edge.configfile import StrictModel, dump_config, load_config
+from train.data.provenance import feature_record, label, read_run, same_weights, write_run
 from train.data.release import Split, load_split
 from train.training.losses import bce_topk_loss, is_anomalous, mil_align_loss
 from train.models.cplvad import CPLVAD
@@ -134,6 +135,21 @@ def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> Teacher
         raise ValueError(f"{run / 'text_embeddings.npz'}: classes {text.classes} differ from the teacher's "
                          f"{model.config.class_names}")
     return Teacher(model, text, load_config(TrainConfig, run / "config.yaml"), run)
+
+
+def student_provenance(teacher_run: str | Path, split: Split) -> dict:
+    """The teacher run's provenance record, with the features the student learns from (they must come from the
+    teacher's encoder and snippet policy when both are recorded)."""
+    prov = read_run(teacher_run) or {"features": None, "text": None}
+    own = feature_record(p for v in split.videos for p in v.crops)
+    theirs = prov.get("features")
+    if own and theirs:
+        a, b = theirs.get("clip"), own.get("clip")
+        if (a and b and not same_weights(a, b)) or theirs.get("encode_every") != own.get("encode_every"):
+            raise ValueError(f"the teacher {teacher_run} learned from features of {label(a)} (encode_every "
+                             f"{theirs.get('encode_every')}), the distillation data {split.source} holds features of "
+                             f"{label(b)} (encode_every {own.get('encode_every')}); distil on the teacher's features")
+    return prov | {"features": own or theirs}
 
 
 def student_text(text: TextEmbeddings, levels: int) -> TextEmbeddings:
@@ -347,6 +363,7 @@ def run(cfg: DistillConfig) -> dict:
     if split.label_map.names != teacher.text.classes:
         raise ValueError(f"{split.source} has classes {split.label_map.names}; the teacher "
                          f"{cfg.teacher} was trained on {teacher.text.classes}")
+    write_run(out, student_provenance(cfg.teacher, split))
 
     scfg = student_config(cfg)
     text = student_text(teacher.text, scfg.num_levels)

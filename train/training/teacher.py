@@ -35,6 +35,7 @@ from tqdm import tqdm
 from edge import car
 from edge.configfile import StrictModel, dump_config, load_config
 from train.data.dataset import FeatureDataset
+from train.data.provenance import check_text, feature_record, resolve_text_source, write_run
 from train.data.release import (DEFAULT_LEN, Split, check_dataset, chunk, feature_stats, load_ground_truth,
                                 load_split, unchunk)
 from train.training.losses import total_loss
@@ -66,7 +67,8 @@ class ModelConfig(StrictModel):
     num_stem_blocks: int = 2
     drop_path: float = 0.1
     num_ctx: int = 9
-    text_source: str = "random"  # CLIP text encoder: a local Hugging Face CLIP dir | random | tiny
+    text_source: str = "auto"  # CLIP text encoder: auto (the CLIP the features were extracted with, from their
+    # extract.json) | a Hugging Face id | a local Hugging Face CLIP folder | random | tiny (random: tests only)
     text_seed: int = 0
     abs_position: bool = False  # sinusoidal absolute positions after the embedding (ActionFormer: off)
     input_skip: bool = True  # every level also sees a linear map of its (max-pooled) input snippets
@@ -399,16 +401,36 @@ def plot_videos(outputs: dict[str, VideoOutputs], data_dir: Path, cfg: TrainConf
 # ----------------------------------------------------------------------------------------------- main
 
 
+def text_provenance(cfg: TrainConfig, split: Split) -> dict:
+    """Resolve ``model.text_source`` (``auto``: the features' own CLIP) in ``cfg`` and check it against the
+    features' recorded encoder; returns the run's provenance record (features, text encoder)."""
+    from train.models.clip_source import identity
+
+    record = feature_record(p for v in split.videos for p in v.crops)
+    where = str(split.source)
+    cfg.model.text_source = resolve_text_source(cfg.model.text_source, record, where=where)
+    text = identity(cfg.model.text_source, cfg.model.text_seed)
+    check_text(text, record, where=where)
+    if record is None:
+        log.warning("the features of %s record no CLIP encoder or snippet policy (no extract.json beside them): "
+                    "export cannot check that the device's CLIP and encode_every match them", where)
+    return {"features": record, "text": text}
+
+
+
+
 def run(cfg: TrainConfig) -> dict:
     """The whole two-stage training; returns metrics.json's content (on every rank; rank 0 writes)."""
     rt = setup_runtime(cfg)
     out = Path(cfg.out)
     data_dir = Path(cfg.data.dir)
+    full = load_split(data_dir, "train", cfg.data.dataset, cfg.data.feature_root)
+    provenance = text_provenance(cfg, full)
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml")
-    split, val = holdout(load_split(data_dir, "train", cfg.data.dataset, cfg.data.feature_root),
-                         cfg.data.val_fraction, cfg.seed)
+        write_run(out, provenance)
+    split, val = holdout(full, cfg.data.val_fraction, cfg.seed)
     log.info("%d videos held out of training to pick the epoch (video labels only)", len(val))
     log.info("%d training videos (%s), stage 1 for %d epochs, then %s pseudo labels (CAR %s) for %d epochs",
              len(split), split.label_map.dataset, cfg.optim.epochs_stage1, cfg.pseudo.mode,
