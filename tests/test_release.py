@@ -207,7 +207,7 @@ def test_folder_holding_both_releases_needs_the_dataset(tmp_path: Path) -> None:
     ucf, xd = build_release(tmp_path / "u", "ucf"), build_release(tmp_path / "x", "xd")
     both = shutil.copytree(ucf.lists, tmp_path / "list")
     shutil.copytree(xd.lists, both, dirs_exist_ok=True)
-    with pytest.raises(ValueError, match="holds the lists of several layouts.*set data.dataset to ucf or xd"):
+    with pytest.raises(ValueError, match="holds the lists of several layouts.*name the dataset, ucf or xd"):
         locate(both)
     assert locate(both, "xd").path("gt_frames").name == "gt.npy"
     assert len(load_ground_truth(both, feature_root=ucf.features, dataset="ucf").names) == 6

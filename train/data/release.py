@@ -38,7 +38,7 @@ from train.data.labels import LABEL_MAPS, LabelMap, label_map
 log = logging.getLogger(__name__)
 
 DEFAULT_LEN = 256
-CROPS = {"ucf": 10, "xd": 5}  # crops per training video in the release
+CROPS = {"ucf": 10, "xd": 5}  # crops per training video train.data.synth writes (the published lists: 10 for both)
 
 
 # ------------------------------------------------------------ files
@@ -289,8 +289,8 @@ def locate(data_dir: str | Path, dataset: str | None = None, *, need: Sequence[s
                                 f"the folder holds {_listing(folder)}")
     if len(found) > 1:
         names = " and ".join(f"{lay.name} ({lay.train}, {lay.test})" for lay in found)
-        fix = ("set data.dataset to ucf or xd" if dataset is None
-               else "keep one layout's files in the folder")
+        fix = ("name the dataset, ucf or xd (data.dataset; the baseline's dataset; evaluate's --dataset)"
+               if dataset is None else "keep one layout's files in the folder")
         raise ValueError(f"{folder} holds the lists of several layouts, {names}: {fix}")
     files = ReleaseFiles(folder, found[0])
     roles = [r for role in need for r in (GROUND_TRUTH if role == "gt" else (role,))]
