@@ -197,6 +197,7 @@ class Frame:
     segment: int  # 0 for the first connection; +1 at each reconnection or loop restart
     timestamp: float  # wall clock when the frame was read
     image: np.ndarray  # [H, W, 3] uint8 BGR
+    position_s: float | None = None  # files: position in the file (s); None for live sources
 
 
 class CaptureOptions(StrictModel):
@@ -247,6 +248,14 @@ def backoff_delay(attempt: int, base: float, cap: float, jitter: float = 0.0, u:
     ``u`` in [0, 1) is the random draw; the delay never exceeds ``cap``.
     """
     return min(cap, base * 2.0 ** min(attempt, 64)) * (1.0 - jitter * u)
+
+
+def file_position(pos_msec: float, index: int, fps: float) -> float:
+    """Position (s) in a file of frame ``index``: the decoder's timestamp (CAP_PROP_POS_MSEC) where it gives
+    one, else ``index / fps`` (image sequences and backends that report 0 or nonsense)."""
+    if math.isfinite(pos_msec) and pos_msec >= 0 and (pos_msec > 0 or index == 0):
+        return pos_msec / 1000.0
+    return index / fps
 
 
 def measured_fps(times: collections.deque[float] | list[float]) -> float:
@@ -306,6 +315,7 @@ class CameraCapture:
         self._last_frame_time: float | None = None
         self._shape: tuple[int, ...] | None = None
         self._segment = -1
+        self._source_fps = 0.0  # files: their frame rate (fallback_fps when they do not say); live: 0
         self._file_ends: collections.deque[tuple[int, int]] = collections.deque(maxlen=8)  # (segment, frames)
         self._supervisor: threading.Thread | None = None
         self._reader: threading.Thread | None = None
@@ -332,6 +342,12 @@ class CameraCapture:
             return CaptureStats(self.name, self._state, self._reason, c["read"], c["delivered"], c["dropped"],
                                 c["skipped"], c["corrupt"], c["reconnects"], c["resolution_changes"],
                                 measured_fps(self._times), age)
+
+    @property
+    def source_fps(self) -> float:
+        """A file's own frame rate (the one its positions follow); 0 for live sources or before opening."""
+        with self._cond:
+            return self._source_fps
 
     def segment_length(self, segment: int) -> int | None:
         """Frames of ``segment`` when it ran to the end of the file (None: it did not, or not yet, or not
@@ -490,6 +506,9 @@ class CameraCapture:
             fps = opts.fallback_fps
         pace = spec.is_file and opts.realtime
         lossless = spec.is_file and not opts.realtime
+        if spec.is_file:
+            with self._cond:
+                self._source_fps = fps
         start = time.monotonic()
         index = corrupt_run = 0
         while not self._stop.is_set() and not session.abandoned.is_set():
@@ -521,7 +540,8 @@ class CameraCapture:
                 self._count_frame(session, "skipped")
             elif _valid_image(image):
                 corrupt_run = 0
-                self._deliver(session, Frame(self.name, index, session.segment, time.time(), image))
+                position = file_position(cap.get(cv2.CAP_PROP_POS_MSEC), index, fps) if spec.is_file else None
+                self._deliver(session, Frame(self.name, index, session.segment, time.time(), image, position))
             else:
                 corrupt_run += 1
                 self._count_frame(session, "corrupt")

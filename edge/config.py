@@ -6,18 +6,20 @@ of ``edge/run.py`` are applied as dotted overrides on top. Secrets never live he
 """
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.capture import CaptureOptions, parse_source, redact
-from edge.configfile import StrictModel
+from edge.configfile import ConfigError, StrictModel
 from edge.events import EventsConfig
 from edge.mqtt import MqttConfig
 from edge.outbox import OutboxConfig
+from edge.smoother import SmootherParams
 from edge.topics import check_prefix
 
 BackendKind = Literal["onnxruntime", "tensorrt"]
@@ -38,6 +40,53 @@ class RuntimeConfig(StrictModel):
     clip_batch: int = Field(8, ge=1, le=256, description="frames encoded together, across cameras, at most")
     encode_every: int | None = Field(None, ge=1, le=16, description="expected snippet.encode_every of the bundle "
                                      "(None: take the bundle's); a different bundle is refused")
+
+
+class SensitivityConfig(StrictModel):
+    """Alert sensitivity of the causal smoother; null keeps the bundle's value (its manifest's smoother)."""
+
+    theta_on: float | None = Field(None, gt=0, le=1, description="an event opens on scores >= theta_on (higher: "
+                                   "fewer alerts); null: the bundle's")
+    theta_off: float | None = Field(None, gt=0, le=1, description="an open event stays open on scores >= "
+                                    "theta_off (<= theta_on); null: the bundle's")
+    m: int | None = Field(None, ge=1, description="snippets over theta_on before an event opens; null: the bundle's")
+    g: int | None = Field(None, ge=1, description="snippets under the threshold that close an event; null: the "
+                          "bundle's")
+
+    def overrides(self) -> dict[str, float | int]:
+        return {k: v for k, v in self.model_dump().items() if k in SENSITIVITY_KEYS and v is not None}
+
+
+SENSITIVITY_KEYS = ("theta_on", "theta_off", "m", "g")
+
+
+class SmootherConfig(SensitivityConfig):
+    """Alert sensitivity for every camera, and per camera (``cameras: {door: {theta_on: 0.8}}``).
+
+    A camera's values: its own, else these, else the bundle's; a theta_off given nowhere is the bundle's, capped
+    at the camera's theta_on.
+    """
+
+    cameras: dict[str, SensitivityConfig] = Field({}, description="per camera name: theta_on / theta_off / m / g "
+                                                  "overriding the values above for that camera")
+
+    def params_for(self, camera: str, bundle: SmootherParams) -> SmootherParams:
+        """``bundle``'s smoother with this section's values, then ``camera``'s own; ConfigError names the keys."""
+        own = self.cameras.get(camera)
+        values = {**self.overrides(), **(own.overrides() if own is not None else {})}
+        if "theta_on" in values and "theta_off" not in values:  # the bundle's theta_off, capped at theta_on
+            values["theta_off"] = min(bundle.theta_off, values["theta_on"])
+        try:
+            return dataclasses.replace(bundle, **values)
+        except ValueError:  # only theta_off > theta_on is left: each value alone was validated
+            def origin(key: str) -> str:
+                if own is not None and key in own.overrides():
+                    return f"smoother.cameras.{camera}.{key}"
+                return f"smoother.{key}" if key in values else "the bundle's manifest"
+
+            on, off = values.get("theta_on", bundle.theta_on), values.get("theta_off", bundle.theta_off)
+            raise ConfigError(f"camera {camera!r}: theta_on={on} ({origin('theta_on')}) < theta_off={off} "
+                              f"({origin('theta_off')}); expected theta_off <= theta_on") from None
 
 
 class StatsConfig(StrictModel):
@@ -64,6 +113,7 @@ class EdgeConfig(StrictModel):
     mqtt: MqttConfig = Field(default_factory=lambda: MqttConfig(prefix=DEFAULT_PREFIX))
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    smoother: SmootherConfig = Field(default_factory=SmootherConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
 
     @field_validator("cameras")
@@ -77,6 +127,23 @@ class EdgeConfig(StrictModel):
                                  f"{spec.name!r}; name them apart with 'name=source'")
             names[spec.name] = source
         return value
+
+    @model_validator(mode="after")
+    def _sensitivity_cameras_exist(self) -> EdgeConfig:
+        names = [parse_source(c).name for c in self.cameras]
+        for camera in self.smoother.cameras:
+            if camera not in names:
+                raise ValueError(f"smoother.cameras.{camera}: no camera is named {camera!r} (cameras: "
+                                 f"{', '.join(names) or 'none'}); name one with --camera {camera}=SOURCE")
+        on, off = self.smoother.theta_on, self.smoother.theta_off
+        if on is not None and off is not None and off > on:
+            raise ValueError(f"smoother.theta_off={off} > smoother.theta_on={on}; expected theta_off <= theta_on")
+        for camera, own in self.smoother.cameras.items():
+            on, off = own.theta_on or self.smoother.theta_on, own.theta_off or self.smoother.theta_off
+            if on is not None and off is not None and off > on:
+                raise ValueError(f"smoother.cameras.{camera}: theta_off={off} > theta_on={on}; expected "
+                                 "theta_off <= theta_on")
+        return self
 
     @property
     def device_name(self) -> str:

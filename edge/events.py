@@ -7,9 +7,15 @@ and returns the messages to publish (JSON-ready dicts, see ``edge/schemas/event.
 - ``start`` on the step an event opens, back-dated to its first snippet (``opened_at``);
 - ``update`` while it is open, every ``update_every`` snippets and at once when its category changes;
 - ``end`` on the step it closes, with ``reason`` ``normal`` (the smoother closed it), or ``shutdown`` /
-  ``camera_lost`` when the runtime closed the smoother (``step(smoother.close(), ..., end_reason=...)``).
+  ``camera_lost`` / ``end_of_stream`` when the runtime closed the smoother (``step(smoother.close(), ...,
+  end_reason=...)``); ``restart`` is the end that the next start of the device gives an event a killed
+  process left open (:func:`restart_end`, from the event's last stored message).
 
-Snippet indices become frames and wall-clock times through :class:`StreamClock` (16 frames per snippet).
+Snippet indices become frames and times through :class:`StreamClock` (16 frames per snippet): the wall clock
+for live cameras, the position in the file (anchored at the stream's start) for files.
+
+Subscribers deduplicate on (event_id, seq): a message can arrive twice (QoS 1 redelivery, replay after a
+restart), always with the same content.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = "cplvad.event/1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "event.schema.json"
-EndReason = Literal["normal", "shutdown", "camera_lost"]
+EndReason = Literal["normal", "shutdown", "camera_lost", "end_of_stream", "restart"]
 EventType = Literal["start", "update", "end"]
 
 
@@ -129,9 +135,13 @@ def build_event_payload(
     end_time: datetime | None = None,
     frame_end: int | None = None,
     reason: EndReason | None = None,
+    detected_time: datetime | None = None,
     model: ModelInfo,
 ) -> dict[str, Any]:
-    """One event message (schema ``cplvad.event/1``); scores are rounded to 4 decimals."""
+    """One event message (schema ``cplvad.event/1``); scores are rounded to 4 decimals.
+
+    detected_time: when frame ``frame_detected`` ends in the stream (the field is left out when None).
+    """
     payload: dict[str, Any] = {
         "schema": EVENT_SCHEMA,
         "event_id": event_id,
@@ -150,9 +160,27 @@ def build_event_payload(
         "frame_detected": frame_detected,
         "model": model.as_dict(),
     }
+    if detected_time is not None:
+        payload["detected_time"] = iso_utc(detected_time)
     if kind == "end":
         payload["reason"] = reason
     return payload
+
+
+def restart_end(last: dict[str, Any], seq: int) -> dict[str, Any]:
+    """The ``end`` (reason ``restart``) of an event that a killed process left open, from its last stored
+    ``start`` / ``update`` message: it ends where that message last saw it (``frame_detected``, at
+    ``detected_time``; ``start_time`` for messages without it), with that message's scores."""
+    if last.get("type") not in ("start", "update"):
+        raise ValueError(f"restart_end: expected a 'start' or 'update' message, got type {last.get('type')!r}")
+    return {
+        **last,
+        "seq": seq,
+        "type": "end",
+        "end_time": last.get("detected_time") or last["start_time"],
+        "frame_end": max(int(last["frame_detected"]), int(last["frame_start"])),
+        "reason": "restart",
+    }
 
 
 @dataclass
@@ -295,6 +323,7 @@ class EventTracker:
         assert event is not None
         frame_start = self.clock.frames(event.first)[0]
         frame_end = self.clock.frames(last)[1] if last is not None else None
+        frame_detected = self.clock.frames(update.index)[1]
         return build_event_payload(
             event_id=event.event_id,
             seq=self._next_seq(),
@@ -307,9 +336,10 @@ class EventTracker:
             peak_score=min(max(event.peak, 0.0), 1.0),
             start_time=self.clock.time_of_frame(frame_start),
             frame_start=frame_start,
-            frame_detected=self.clock.frames(update.index)[1],
+            frame_detected=frame_detected,
             end_time=self.clock.time_of_frame(frame_end + 1) if frame_end is not None else None,
             frame_end=frame_end,
             reason=reason,
+            detected_time=self.clock.time_of_frame(frame_detected + 1),
             model=self.model,
         )

@@ -202,8 +202,14 @@ class MqttPublisher:
         return "MQTT 5" if self._protocol == MQTTProtocolVersion.MQTTv5 else "MQTT 3.1.1"
 
     def publish_event(self, camera: str, payload: dict[str, Any]) -> int:
-        """Store an event durably, then publish it (QoS 1) when the window allows; returns its outbox id."""
-        message_id = self.outbox.put(self.topics.events(camera), _json_bytes(payload), qos=1, retain=False)
+        """Store an event durably, then publish it (QoS 1) when the window allows; returns its outbox id.
+
+        The message, its ``seq`` and the camera's open event (this message unless it is an ``end``) are stored
+        in one transaction (:meth:`edge.outbox.Outbox.put_event`), so a restart can close what a crash left open.
+        """
+        open_event = None if payload["type"] == "end" else payload
+        message_id = self.outbox.put_event(camera, self.topics.events(camera), _json_bytes(payload),
+                                           seq=int(payload["seq"]), open_event=open_event)
         self._notify()
         return message_id
 

@@ -6,13 +6,20 @@ network, and it is deleted only once the broker acknowledged it. After a reconne
 publisher replays :meth:`Outbox.pending` in insertion order. The outbox is bounded (rows and payload bytes);
 when full, the oldest messages are dropped, counted and logged.
 
-The outbox also keeps named counters (the per-camera event ``seq``), so they continue after a restart.
+The outbox also keeps named counters and, per camera, the event that is open (its latest ``start`` /
+``update``). :meth:`Outbox.put_event` stores an event message, commits its ``seq`` as the camera's counter and
+updates the camera's open event in ONE transaction, so after a crash the three always agree: a ``seq`` is
+committed exactly when its message is, and the next start finds the events left open
+(:meth:`Outbox.open_events`) and closes them (``end``, reason ``restart``). :meth:`Outbox.next_seq` hands out
+numbers from memory, after the last committed one; a number handed out but never stored (killed in between)
+is handed out again, it never reached a subscriber. Subscribers deduplicate on (event_id, seq).
 One process owns the file (a second one is refused). One connection guarded by a lock: the runtime thread
 puts, the MQTT sender thread acks.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -21,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -28,7 +36,7 @@ from edge.configfile import StrictModel
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: open_events (the open event per camera, for crash recovery)
 _DROPPED = "dropped"  # counter name of messages dropped because the outbox was full
 
 
@@ -75,6 +83,7 @@ class Outbox:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._seq: dict[str, int] = {}  # camera -> last seq handed out by next_seq
         _create_private_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.5)
@@ -107,15 +116,21 @@ class Outbox:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        if version != 0:
+        if version not in (0, 1):
             raise RuntimeError(
                 f"outbox {self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
             )
-        self._db.executescript(
-            "BEGIN IMMEDIATE;"
-            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+        tables = (
+            ""
+            if version == 1
+            else "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
             " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);"
             "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        )
+        self._db.executescript(
+            "BEGIN IMMEDIATE;"
+            f"{tables}"
+            "CREATE TABLE open_events (camera TEXT PRIMARY KEY, payload BLOB NOT NULL);"
             f"PRAGMA user_version={SCHEMA_VERSION};"
             "COMMIT;"
         )
@@ -154,6 +169,45 @@ class Outbox:
             self._bytes += len(payload)
             self._drop_oldest_over_limits()
             return int(cursor.lastrowid)
+
+    def put_event(
+        self, camera: str, topic: str, payload: bytes, *, seq: int, open_event: dict[str, Any] | None
+    ) -> int:
+        """Store event message number ``seq`` of ``camera`` and return its id; in the same transaction the
+        camera's seq counter becomes ``seq`` (it never goes back) and its open event becomes ``open_event``
+        (the message of an event that stays open: a ``start`` or ``update``; None once it ended)."""
+        if len(payload) > self.max_bytes:
+            raise ValueError(
+                f"outbox message for {topic!r} has {len(payload)} bytes, "
+                f"more than the outbox limit max_bytes={self.max_bytes}"
+            )
+        with self._lock, self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, 1, 0)", (topic, payload)
+            )
+            self._rows += 1
+            self._bytes += len(payload)
+            self._drop_oldest_over_limits()
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+                (f"seq/{camera}", seq),
+            )
+            if open_event is None:
+                self._db.execute("DELETE FROM open_events WHERE camera = ?", (camera,))
+            else:
+                self._db.execute(
+                    "INSERT INTO open_events (camera, payload) VALUES (?, ?) "
+                    "ON CONFLICT(camera) DO UPDATE SET payload = excluded.payload",
+                    (camera, json.dumps(open_event, allow_nan=False).encode()),
+                )
+            return int(cursor.lastrowid)
+
+    def open_events(self) -> dict[str, dict[str, Any]]:
+        """Camera -> the latest stored message of its open event (events a killed process left open)."""
+        with self._lock:
+            rows = self._db.execute("SELECT camera, payload FROM open_events ORDER BY camera").fetchall()
+        return {camera: json.loads(payload) for camera, payload in rows}
 
     def _drop_oldest_over_limits(self) -> None:
         dropped = 0
@@ -213,9 +267,12 @@ class Outbox:
             return self._counter(_DROPPED)
 
     def next_seq(self, camera: str) -> int:
-        """Next value (1, 2, ...) of the per-camera event sequence number; durable across restarts."""
-        with self._lock, self._transaction():
-            return self._add_counter(f"seq/{camera}", 1)
+        """Next value (1, 2, ...) of the per-camera event sequence number, after the last one stored with
+        :meth:`put_event` (so it continues across restarts); committed by ``put_event``, not here."""
+        with self._lock:
+            last = max(self._seq.get(camera, 0), self._counter(f"seq/{camera}"))
+            self._seq[camera] = last + 1
+            return last + 1
 
     def _counter(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()

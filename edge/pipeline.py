@@ -21,8 +21,14 @@ each camera has its capture threads (:class:`edge.capture.CameraCapture`), which
 Snippet indices stay aligned with the source: a snippet the device could not score (frames dropped, NaN/Inf
 feature or output) steps the smoother with the stream's previous output (``held``; zeros before the first),
 so event frames and times keep matching the video. NaN/Inf snippets are logged, counted and never enter the
-ring. A stream ends (open events closed with ``camera_lost``) when its camera goes offline or ends or its
-segment changes, and with ``shutdown`` when the loop stops.
+ring. A stream ends (open events closed with ``camera_lost``) when its camera goes offline or its segment
+changes (reconnect), with ``end_of_stream`` when its video file ends or loops, and with ``shutdown`` when the
+loop stops; :meth:`Pipeline.close_left_open` ends (``restart``) the events a killed process left open.
+
+Event times: a live camera's stream runs on the wall clock; a file's on its own position (the frame's position in
+the file, anchored at the wall time its stream started, at the file's frame rate), so a 30 s clip processed in
+0.5 s still gives a 30 s event. Each camera's smoother runs at its alert sensitivity (``camera_smoother_params``:
+the bundle's defaults, then the config's ``smoother`` section, then its per-camera overrides).
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +51,7 @@ from edge.backends import InferenceBackend, open_backend
 from edge.bundle import EMBED_DIM, HEAD_INPUTS, HEAD_OUTPUTS, RANDOM_CLIP_WARNING, Bundle
 from edge.capture import CameraCapture, CameraSpec, CameraState, CameraStatus, CaptureOptions, Frame, parse_source
 from edge.config import EdgeConfig, RuntimeConfig
-from edge.events import EndReason, EventTracker, ModelInfo, StreamClock
+from edge.events import EndReason, EventTracker, ModelInfo, StreamClock, restart_end
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_VIT_B16, preprocess
 from edge.ringbuffer import FeatureRing
 from edge.smoother import CausalSmoother, SmootherParams
@@ -219,14 +225,22 @@ def open_models(bundle: Bundle, runtime: RuntimeConfig) -> Models:
                   bundle.smoother_params(), info, bundle.clip_is_random)
 
 
+def camera_smoother_params(config: EdgeConfig, bundle: SmootherParams) -> dict[str, SmootherParams]:
+    """Each configured camera's alert sensitivity: the bundle's smoother with the config's ``smoother`` section
+    and the camera's own overrides; ConfigError names the keys that disagree."""
+    names = [parse_source(c).name for c in config.cameras]
+    return {name: config.smoother.params_for(name, bundle) for name in names}
+
+
 # ---------------------------------------------------------------------------------------- one camera
 class CameraStream:
     """One camera's snippet, window, smoother and event state (used by the worker thread only)."""
 
     def __init__(self, name: str, models: Models, device: str, next_seq: Callable[[], int], update_every: int,
-                 fps_hint: Callable[[], float]) -> None:
+                 fps_hint: Callable[[], float], smoother: SmootherParams | None = None) -> None:
         self.name = name
         self.models = models
+        self.smoother_params = smoother or models.smoother
         self.device = device
         self.acc = SnippetAccumulator(models.encode_every)
         self.ring = FeatureRing(models.window, EMBED_DIM)
@@ -237,7 +251,8 @@ class CameraStream:
         self.segment: int | None = None
         self.closed = False  # the stream ended (camera offline): frames of this segment are discarded
         self.last_index = -1
-        self._segment_start: tuple[float, int] = (0.0, 0)  # (wall time, index) of the segment's first frame
+        # (wall time, index, position in the file or None) of the segment's first frame
+        self._segment_start: tuple[float, int, float | None] = (0.0, 0, None)
         self.smoother: CausalSmoother | None = None
         self.tracker: EventTracker | None = None
         self._last_output: tuple[np.ndarray, np.ndarray | None] | None = None
@@ -280,7 +295,7 @@ class CameraStream:
         self.last_index = -1
         self.acc.reset()
         self.ring.reset()
-        self._segment_start = (frame.timestamp, frame.index)
+        self._segment_start = (frame.timestamp, frame.index, frame.position_s)
         self._last_output = None
         self.counters.segments += 1
 
@@ -335,12 +350,12 @@ class CameraStream:
 
     def _new_stream(self) -> tuple[CausalSmoother, EventTracker]:
         fps = self._fps_hint()
-        wall, index = self._segment_start
-        start = datetime.fromtimestamp(wall - index / fps, tz=timezone.utc)
+        wall, index, position = self._segment_start
+        start = datetime.fromtimestamp(wall - (index / fps if position is None else position), tz=timezone.utc)
         clock = StreamClock(fps=fps, start_time=start)
         tracker = EventTracker(self.name, self.device, self.models.classes, clock, self.models.info, self._next_seq,
                                update_every=self._update_every)
-        return CausalSmoother(self.models.smoother), tracker
+        return CausalSmoother(self.smoother_params), tracker
 
     def end(self, reason: EndReason) -> list[dict[str, Any]]:
         """End the stream: close an open event with ``reason``; later frames of this segment are discarded."""
@@ -381,14 +396,18 @@ class Pipeline:
     """Runs the device loop over ``cameras`` until stopped; see the module docstring.
 
     sinks: receive every event message; publisher: gets camera status, state and stats (None: logs only);
-    next_seq: camera -> its message counter (``functools.partial(outbox.next_seq, camera)`` on the device).
+    next_seq: camera -> its message counter (``functools.partial(outbox.next_seq, camera)`` on the device);
+    smoother: camera -> its alert sensitivity (absent: the bundle's, ``models.smoother``).
     """
+
+
 
     def __init__(self, models: Models, cameras: Sequence[CameraSpec], *, device: str, capture: CaptureOptions,
                  runtime: RuntimeConfig, sinks: Sequence[EventSink] = (), publisher: StatusPublisher | None = None,
                  next_seq: Callable[[str], Callable[[], int]] | None = None, update_every: int = 16,
                  stats_interval_s: float = 10.0, state_interval_s: float = 1.0,
-                 on_snippet: Callable[[SnippetResult], None] | None = None) -> None:
+                 on_snippet: Callable[[SnippetResult], None] | None = None,
+                 smoother: Mapping[str, SmootherParams] | None = None) -> None:
         if not cameras:
             raise ValueError("no camera given; expected at least one (--camera or `cameras:` in the config)")
         self.models = models
@@ -404,11 +423,13 @@ class Pipeline:
         self._statuses: dict[str, CameraStatus] = {}
         self._status_lock = threading.Lock()
         seq = next_seq or (lambda camera: itertools.count(1).__next__)  # no outbox: numbered from 1 per run
+        self._seq = seq
         self.captures: dict[str, CameraCapture] = {}
         self.streams: dict[str, CameraStream] = {}
         for spec in cameras:
             stream = CameraStream(spec.name, models, device, seq(spec.name), update_every,
-                                  fps_hint=self._fps_hint(spec.name, capture.fallback_fps))
+                                  fps_hint=self._fps_hint(spec.name, capture.fallback_fps),
+                                  smoother=(smoother or {}).get(spec.name))
             self.streams[spec.name] = stream
             self.captures[spec.name] = CameraCapture(spec, capture, wants=stream.acc.needs_encoding,
                                                      on_status=self._on_status, wake=self.wake)
@@ -419,17 +440,35 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: EdgeConfig, models: Models, **kwargs: Any) -> Pipeline:
-        """A pipeline for ``config``'s cameras, capture, runtime, events and stats sections."""
-        return cls(models, [parse_source(c) for c in config.cameras], device=config.device_name,
+        """A pipeline for ``config``'s cameras, capture, runtime, events, smoother and stats sections."""
+        cameras = [parse_source(c) for c in config.cameras]
+        return cls(models, cameras, device=config.device_name,
                    capture=config.capture, runtime=config.runtime, update_every=config.events.update_every,
                    stats_interval_s=config.stats.interval_s, state_interval_s=config.stats.state_interval_s,
-                   **kwargs)
+                   smoother=camera_smoother_params(config, models.smoother), **kwargs)
 
     def _fps_hint(self, name: str, fallback: float) -> Callable[[], float]:
+        """The frame rate of a camera's stream clock: a file's own, a live camera's measured one."""
         def fps() -> float:
-            measured = self.captures[name].stats().fps
+            capture = self.captures[name]
+            if capture.spec.is_file and capture.source_fps > 0:
+                return capture.source_fps
+            measured = capture.stats().fps
             return measured if measured > 0 else fallback
         return fps
+
+    def close_left_open(self, open_events: Mapping[str, dict[str, Any]]) -> int:
+        """End (reason ``restart``) the events a killed process left open, from their last stored messages
+        (``outbox.open_events()``), before any new event; returns how many. Cameras no longer configured too."""
+        for camera, last in open_events.items():
+            stream = self.streams.get(camera)
+            next_seq = stream._next_seq if stream is not None else self._seq(camera)
+            end = restart_end(last, next_seq())
+            log.warning("camera %s: event %s was left open by the previous run (killed?); ending it (restart)",
+                        camera, end["event_id"][:8])
+            self._emit(camera, [end])
+        return len(open_events)
+
 
     # -- status (called from capture threads) -----------------------------------------------------------
     def _on_status(self, status: CameraStatus) -> None:
@@ -437,10 +476,13 @@ class Pipeline:
             self._statuses[status.camera] = status
         self.wake.set()
         if self.publisher is not None:
+            params = self.streams[status.camera].smoother_params
             self.publisher.publish_status(status.camera, {
                 "camera": status.camera, "state": status.state.value, "reason": status.reason,
                 "time": datetime.fromtimestamp(status.time, timezone.utc).isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z")})
+                .replace("+00:00", "Z"),
+                "sensitivity": {"theta_on": params.theta_on, "theta_off": params.theta_off, "m": params.m,
+                                "g": params.g}})
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, exit_when_done: bool = False, max_seconds: float | None = None,
@@ -546,13 +588,14 @@ class Pipeline:
                 self.on_snippet(SnippetResult(stream.name, snippet.index, levels, probs, stream.score))
 
     def _end_stream(self, stream: CameraStream, reason: EndReason, snippets: Iterable[Snippet] = ()) -> None:
-        """Score ``snippets`` and those the end of the segment's file finishes, then end the stream."""
+        """Score ``snippets`` and those the end of the segment's file finishes, then end the stream (reason
+        ``end_of_stream`` when its file ended or looped, ``reason`` otherwise)."""
         assert stream.segment is not None
         frames = self.captures[stream.name].segment_length(stream.segment)
         for snippet in [*snippets, *(stream.finish_file(frames) if frames is not None else ())]:
             if stream.push_snippet(snippet):
                 self._score([(stream, snippet)])
-        self._emit(stream.name, stream.end(reason))
+        self._emit(stream.name, stream.end("end_of_stream" if frames is not None else reason))
 
     def _emit(self, camera: str, messages: list[dict[str, Any]]) -> None:
         for message in messages:
@@ -567,7 +610,8 @@ class Pipeline:
                         log.exception("camera %s: sink %s failed", camera, type(sink).__name__)
 
     def _check_cameras(self) -> None:
-        """End the stream of a camera that went offline or ended (its open event closes as ``camera_lost``)."""
+        """End the stream of a camera that went offline (its open event closes as ``camera_lost``) or whose file
+        ended (``end_of_stream``)."""
         with self._status_lock:
             statuses = dict(self._statuses)
         for name, status in statuses.items():

@@ -34,7 +34,15 @@ from edge.config import EdgeConfig  # noqa: E402
 from edge.configfile import ConfigError, add_config_arguments, load_config  # noqa: E402
 from edge.mqtt import MqttPublisher, read_password  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
-from edge.pipeline import BundleMismatch, JsonlSink, MqttSink, Pipeline, check_runtime_fit, open_models  # noqa: E402
+from edge.pipeline import (  # noqa: E402
+    BundleMismatch,
+    JsonlSink,
+    MqttSink,
+    Pipeline,
+    camera_smoother_params,
+    check_runtime_fit,
+    open_models,
+)
 
 log = logging.getLogger("edge.run")
 
@@ -128,7 +136,9 @@ def validate(config: EdgeConfig) -> None:
     read_password(config.mqtt)  # raises when the source is missing; the value is never shown
     if not config.cameras:
         raise ConfigError("no camera: give --camera SOURCE or list `cameras:` in the config")
-    check_runtime_fit(load_bundle(config.bundle), config.runtime)
+    bundle = load_bundle(config.bundle)
+    check_runtime_fit(bundle, config.runtime)
+    camera_smoother_params(config, bundle.smoother_params())  # the alert sensitivity over the bundle's
 
 
 def run(config: EdgeConfig, args: argparse.Namespace) -> int:
@@ -139,6 +149,7 @@ def run(config: EdgeConfig, args: argparse.Namespace) -> int:
         password = read_password(config.mqtt)
         if not config.cameras:
             raise ConfigError("no camera: give --camera SOURCE or list `cameras:` in the config")
+        camera_smoother_params(config, models.smoother)
     except (ConfigError, BundleError, BundleMismatch, ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         return EXIT_CONFIG
@@ -148,6 +159,7 @@ def run(config: EdgeConfig, args: argparse.Namespace) -> int:
     sinks = [MqttSink(publisher)] + ([jsonl] if jsonl is not None else [])
     pipeline = Pipeline.from_config(config, models, sinks=sinks, publisher=publisher,
                                     next_seq=lambda camera: functools.partial(outbox.next_seq, camera))
+    pipeline.close_left_open(outbox.open_events())  # events a killed run left open: end them (restart)
 
     stop = threading.Event()
 

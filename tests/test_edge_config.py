@@ -11,6 +11,7 @@ import pytest
 from edge.config import EdgeConfig
 from edge.configfile import ConfigError, load_config
 from edge.run import parse_args, resolve_config
+from edge.smoother import SmootherParams
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "configs" / "edge" / "default.yaml"
@@ -102,3 +103,31 @@ def test_validate_config_reports_errors_with_exit_2_and_never_the_password(tmp_p
                           "--set", "mqtt.password_env=EDGE_TEST_PW", env={"EDGE_TEST_PW": secret})
     assert no_bundle.returncode == 2 and "nowhere" in no_bundle.stderr
     assert secret not in no_bundle.stdout + no_bundle.stderr
+
+
+def test_alert_sensitivity_overrides_the_bundle_globally_and_per_camera() -> None:
+    bundle = SmootherParams(theta_on=0.6, theta_off=0.5, m=5, g=7)
+    config = load_config(EdgeConfig, DEFAULT, ["cameras=[door=a.mp4, yard=b.mp4]", "smoother.theta_on=0.7",
+                                               "smoother.cameras.door.theta_on=0.9", "smoother.cameras.door.m=2"])
+    door, yard = config.smoother.params_for("door", bundle), config.smoother.params_for("yard", bundle)
+    assert (door.theta_on, door.theta_off, door.m, door.g) == (0.9, 0.5, 2, 7)
+    assert (yard.theta_on, yard.theta_off, yard.m, yard.g) == (0.7, 0.5, 5, 7)
+    assert load_config(EdgeConfig, DEFAULT).smoother.params_for("any", bundle) == bundle  # nothing set: the bundle's
+    low = load_config(EdgeConfig, DEFAULT, ["smoother.theta_on=0.3"]).smoother.params_for("any", bundle)
+    assert (low.theta_on, low.theta_off) == (0.3, 0.3)  # the bundle's theta_off, capped at theta_on
+    with pytest.raises(ConfigError, match=r"theta_on=0.6 \(the bundle's manifest\) < theta_off=0.65 "
+                                          r"\(smoother.cameras.door.theta_off\)"):
+        load_config(EdgeConfig, DEFAULT, ["cameras=[door=a.mp4]", "smoother.cameras.door.theta_off=0.65"]) \
+            .smoother.params_for("door", bundle)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["smoother.theta_onn=0.7"], "smoother.theta_onn"),
+    (["cameras=[door=a.mp4]", "smoother.cameras.door.tehta_on=0.7"], "smoother.cameras.door.tehta_on"),
+    (["smoother.theta_on=1.5"], "smoother.theta_on"),
+    (["smoother.m=0"], "smoother.m"),
+    (["cameras=[door=a.mp4]", "smoother.cameras.gate.theta_on=0.7"], "smoother.cameras.gate: no camera is named"),
+    (["smoother.theta_on=0.4", "smoother.theta_off=0.6"], "smoother.theta_off=0.6 > smoother.theta_on=0.4"),
+])
+def test_alert_sensitivity_errors_name_the_key(overrides: list[str], message: str) -> None:
+    assert message in _error(overrides)

@@ -23,6 +23,7 @@ from edge.events import (
     category_of,
     event_schema,
     iso_utc,
+    restart_end,
 )
 from edge.outbox import Outbox
 from edge.smoother import CausalSmoother, SmootherParams, SmootherUpdate
@@ -188,8 +189,29 @@ def test_seq_continues_across_restart_through_the_outbox(tmp_path: Path) -> None
             tracker = EventTracker(
                 "cam", "dev", CLASSES, StreamClock(25.0, T0), MODEL, next_seq=partial(box.next_seq, "cam")
             )
-            seqs += [m["seq"] for m in _run([0.9, 0.1], [[0.1, 0.7, 0.1, 0.1]] * 2, tracker, params)]
+            for message in _run([0.9, 0.1], [[0.1, 0.7, 0.1, 0.1]] * 2, tracker, params):
+                box.put_event("cam", "t", json.dumps(message).encode(), seq=message["seq"], open_event=None)
+                seqs.append(message["seq"])
     assert seqs == [1, 2, 3, 4]
+
+
+def test_restart_end_closes_the_last_stored_message_where_it_last_saw_the_event() -> None:
+    params = SmootherParams(theta_on=0.5, theta_off=0.5, m=1, g=3, aggregation="mean")
+    tracker = EventTracker("cam", "dev", CLASSES, StreamClock(25.0, T0), MODEL, next_seq=itertools.count(1).__next__,
+                           update_every=1)
+    messages = _run([0.1, 0.9, 0.9, 0.9], [[0.1, 0.7, 0.1, 0.1]] * 4, tracker, params)
+    last = messages[-1]
+    assert last["type"] == "update" and last["frame_detected"] == 63
+    assert last["detected_time"] == iso_utc(T0 + timedelta(seconds=64 / 25))
+    end = restart_end(last, seq=9)
+    VALIDATOR.validate(end)
+    assert end["type"] == "end" and end["reason"] == "restart" and end["seq"] == 9
+    assert end["event_id"] == last["event_id"] and end["start_time"] == last["start_time"]
+    assert end["frame_end"] == 63 and end["end_time"] == last["detected_time"]
+    assert {k: v for k, v in end.items() if k not in ("seq", "type", "end_time", "frame_end", "reason")} == \
+        {k: v for k, v in last.items() if k not in ("seq", "type", "end_time", "frame_end")}
+    with pytest.raises(ValueError, match="expected a 'start' or 'update'"):
+        restart_end(end, seq=10)
 
 
 names = st.text(min_size=0, max_size=12)

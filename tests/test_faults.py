@@ -398,7 +398,7 @@ def test_camera_faults_are_reported_per_camera_and_the_others_keep_running(tiny_
     produced = edge.events()
     assert report_delivery(check_delivery(produced, vms.events()))["lost"] == 0
     good_events = [e for e in produced if e["camera"] == "good"]
-    assert good_events and good_events[-1]["type"] == "end" and good_events[-1]["reason"] == "camera_lost"
+    assert good_events and good_events[-1]["type"] == "end" and good_events[-1]["reason"] == "end_of_stream"
     assert good_events[-1]["frame_end"] >= 300  # it ran through the others' faults
     assert vms.statuses("short")[-1] == "ended" and vms.statuses("resize")[-1] == "ended"
     assert "online" not in vms.statuses("missing") and vms.statuses("missing")[-1] == "offline"

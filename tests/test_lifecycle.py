@@ -68,6 +68,45 @@ def test_sigterm_while_the_broker_is_down_exits_promptly_and_keeps_the_closing_e
     assert "still in the outbox" in edge.log()
 
 
+def test_sigkill_mid_event_then_restart_ends_the_event_with_restart(tiny_bundle: Path, mosquitto_bin: str,
+                                                                     tmp_path: Path, report_delivery: Callable) -> None:
+    """An event open when the process is SIGKILLed gets its ``end`` (reason ``restart``) from the next start, built
+    from the event's last message stored in the outbox, before anything new of that camera."""
+    video = write_video(tmp_path / "cam.mp4", frames=100)
+    settings = ("capture.realtime=true", "capture.loop=true")
+    with MosquittoBroker(mosquitto_bin, tmp_path / "broker") as broker, Recorder(broker.port) as vms:
+        with EdgeProcess(tmp_path, tiny_bundle, broker.port, [f"cam={video}"], *settings, name="edge1") as first:
+            wait_until(lambda: any(e["type"] == "update" for e in vms.events()), 40, "an open event", first)
+            first.stop(signal.SIGKILL)
+        with Outbox(first.outbox) as outbox:
+            left_open = outbox.open_events()
+        assert set(left_open) == {"cam"} and left_open["cam"]["type"] in ("start", "update")
+        killed = left_open["cam"]
+        with EdgeProcess(tmp_path, tiny_bundle, broker.port, [f"cam={video}"], *settings, name="edge2") as second:
+            wait_until(lambda: any(e["type"] == "end" and e["event_id"] == killed["event_id"] for e in vms.events()),
+                       30, "the killed run's event ended", second)
+            wait_until(lambda: any(e["type"] == "start" and e["seq"] > killed["seq"] for e in vms.events()), 30,
+                       "a new event", second)
+            assert second.stop() == 0, second.log()[-3000:]
+        produced = second.events()  # both runs append to one JSON-lines file
+        wait_until(delivered_all(produced, vms), 15, "every event delivered")
+        counts = report_delivery(check_delivery(produced, vms.events()))
+    assert counts["lost"] == 0
+    ends = [e for e in vms.events() if e["event_id"] == killed["event_id"] and e["type"] == "end"]
+    assert {e["seq"] for e in ends} == {killed["seq"] + 1}  # the next number of the camera: no gap, no reuse
+    end = ends[0]
+    assert end["reason"] == "restart" and end["frame_end"] == killed["frame_detected"]
+    assert end["end_time"] == killed["detected_time"] and end["start_time"] == killed["start_time"]
+    assert end["category"] == killed["category"] and end["camera"] == "cam"
+    mine = [e for e in produced if e["camera"] == "cam"]
+    assert [e["seq"] for e in mine] == list(range(1, len(mine) + 1))
+    new_start = next(e for e in mine if e["type"] == "start" and e["seq"] > killed["seq"])
+    assert new_start["seq"] > end["seq"]  # the restart end comes before the new run's events
+    assert "left open by the previous run" in second.log() and "Traceback" not in second.log()
+    with Outbox(second.outbox) as outbox:
+        assert outbox.open_events() == {}  # the second run ended its own event at shutdown
+
+
 def _unit() -> configparser.ConfigParser:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # systemd keys are case-sensitive

@@ -60,10 +60,65 @@ def test_messages_and_counters_survive_reopen(tmp_path: Path) -> None:
         for i in range(3):
             box.put("t", bytes([i]))
         assert [box.next_seq("cam-a"), box.next_seq("cam-a"), box.next_seq("cam-b")] == [1, 2, 1]
+        box.put_event("cam-a", "t", b"e1", seq=1, open_event=None)
+        box.put_event("cam-a", "t", b"e2", seq=2, open_event=None)
+        box.put_event("cam-b", "t", b"e3", seq=1, open_event=None)
     with Outbox(path, max_rows=2) as box:
-        assert [m.payload for m in box.pending()] == [b"\x01", b"\x02"]
-        assert box.dropped() == 1 and box.depth() == 2 and box.size_bytes() == 2
+        assert [m.payload for m in box.pending()] == [b"e2", b"e3"]
+        assert box.dropped() == 4 and box.depth() == 2 and box.size_bytes() == 4
         assert box.next_seq("cam-a") == 3 and box.next_seq("cam-b") == 2
+
+
+def test_seq_is_committed_with_its_message_only(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path) as box:
+        assert box.next_seq("cam") == 1
+        box.put_event("cam", "t", b"first", seq=1, open_event=None)
+        assert [box.next_seq("cam"), box.next_seq("cam")] == [2, 3]  # handed out, never stored (killed here)
+    with Outbox(path) as box:
+        assert box.next_seq("cam") == 2  # no gap: 2 and 3 never reached anyone
+        box.put_event("cam", "t", b"x", seq=7, open_event=None)  # the counter follows what is stored
+        assert box.next_seq("cam") == 8
+
+
+def test_open_event_follows_the_stored_messages_of_each_camera(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    start = {"type": "start", "event_id": "e", "seq": 1}
+    update = {**start, "type": "update", "seq": 2}
+    with Outbox(path) as box:
+        box.put_event("a", "t/a", b"1", seq=1, open_event=start)
+        box.put_event("b", "t/b", b"1", seq=1, open_event=start)
+        box.put_event("a", "t/a", b"2", seq=2, open_event=update)
+        box.put_event("b", "t/b", b"2", seq=2, open_event=None)  # b's event ended
+    with Outbox(path) as box:
+        assert box.open_events() == {"a": update}
+        box.put_event("a", "t/a", b"3", seq=3, open_event=None)
+        assert box.open_events() == {}
+
+
+def test_open_event_rolls_back_with_its_message(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", max_bytes=1024) as box:
+        with pytest.raises(ValueError, match="max_bytes"):
+            box.put_event("a", "t", b"x" * 2000, seq=1, open_event={"type": "start"})
+        with pytest.raises(ValueError):  # NaN cannot be stored: nothing of the transaction stays
+            box.put_event("a", "t", b"ok", seq=1, open_event={"type": "start", "score": float("nan")})
+        assert box.open_events() == {} and box.depth() == 0 and box.next_seq("a") == 1
+
+
+def test_version_1_outbox_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with sqlite3.connect(path) as db:  # an outbox written by the previous version, with a message to replay
+        db.executescript(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+            " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);"
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "INSERT INTO messages (topic, payload, qos, retain) VALUES ('t', x'6f6c64', 1, 0);"
+            "INSERT INTO counters VALUES ('seq/cam', 41);"
+            "PRAGMA user_version=1;"
+        )
+    with Outbox(path) as box:
+        assert [m.payload for m in box.pending()] == [b"old"]
+        assert box.next_seq("cam") == 42 and box.open_events() == {}
 
 
 def test_owner_only_permissions(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The device loop on a real small bundle and real video: streaming equals offline, batching, gaps, NaN, stats.
 
-The bundle is built from tiny random models by :func:`build_tiny_bundle` (through bench/edge_fps.py's
-``build_random_bundle``: train/export/clip.py, train/export/bundle.py's ``export_head``, ``edge.bundle.Manifest``) and
+The bundle is built from tiny random models by :func:`build_tiny_bundle` (through
+``train.export.bundle.build_random_bundle``: train/export/clip.py, train/export/bundle.py's ``export_head``, ``edge.bundle.Manifest``) and
 cached under pytest's cache folder, keyed by the sources it depends on, so only the first run pays for the exports.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import jsonschema
 import numpy as np
 import pytest
 
-from bench.edge_fps import build_random_bundle
+from train.export.bundle import build_random_bundle
 from edge.bundle import load_bundle
 from edge.capture import CaptureOptions, Frame, parse_source
-from edge.config import RuntimeConfig
+from edge.config import EdgeConfig, RuntimeConfig
 from edge.events import event_schema
 from edge.pipeline import BundleMismatch, CameraStream, JsonlSink, Models, Pipeline, SnippetResult, \
     check_runtime_fit, open_models
@@ -76,8 +76,8 @@ def models(tiny_bundle: Path) -> Models:
 
 
 @pytest.fixture(scope="session")
-def video(shared_data: Path) -> Path:
-    return shared_data / "videos" / "car-detection.mp4"  # 377 frames, 12.5 fps -> 23 snippets
+def video(scene_video: Path) -> Path:
+    return scene_video  # 377 frames, 12.5 fps -> 23 snippets
 
 
 def offline_levels(models: Models, video: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +124,7 @@ def test_streaming_equals_offline_on_two_cameras(models: Models, video: Path, tm
         assert (counters.incomplete, counters.nonfinite, counters.held) == (0, 0, 0)
 
     # the tiny head's prior (0.9) keeps every snippet over theta_on: one event per camera, from snippet 0,
-    # opened after m snippets, closed at the end of the file with the camera
+    # opened after m snippets, closed at the end of the file (end_of_stream)
     messages = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     validator = jsonschema.Draft202012Validator(event_schema())
     for message in messages:
@@ -132,7 +132,7 @@ def test_streaming_equals_offline_on_two_cameras(models: Models, video: Path, tm
     for camera in ("a", "b"):
         mine = [m for m in messages if m["camera"] == camera]
         assert [m["type"] for m in mine][0] == "start" and mine[-1]["type"] == "end"
-        assert mine[-1]["reason"] == "camera_lost" and mine[0]["frame_start"] == 0
+        assert mine[-1]["reason"] == "end_of_stream" and mine[0]["frame_start"] == 0
         assert mine[-1]["frame_end"] == 16 * len(levels) - 1
         assert [m["seq"] for m in mine] == list(range(1, len(mine) + 1))
         assert mine[0]["model"]["version"] == "random-0"
@@ -177,7 +177,7 @@ def test_a_file_ending_on_skipped_frames_keeps_its_last_snippet(models: Models, 
     np.testing.assert_allclose(np.array([r.class_probs for r in ended]), probs, atol=1e-4)
     assert pipeline.streams["a"].counters.incomplete == 0
     end = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()][-1]
-    assert (end["type"], end["reason"], end["frame_end"]) == ("end", "camera_lost", 95)
+    assert (end["type"], end["reason"], end["frame_end"]) == ("end", "end_of_stream", 95)
 
     looped: list[SnippetResult] = []
     stop = threading.Event()
@@ -261,6 +261,79 @@ def test_clock_is_back_dated_to_frame_zero(models: Models) -> None:
     assert start["type"] == "start" and start["frame_start"] == 0
     expected = datetime.fromtimestamp(1000.0 + 8 / 25 - 8 / 25, tz=timezone.utc)
     assert start["start_time"] == expected.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _noise_video(path: Path, frames: int, fps: float) -> Path:
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def test_file_events_run_on_the_files_own_time_and_end_with_end_of_stream(models: Models, tmp_path: Path) -> None:
+    """A 12 s file (96 frames at 8 fps) read as fast as it decodes: its one event lasts 12 s of the file, anchored
+    at the wall time the stream started, and ends with end_of_stream."""
+    path = _noise_video(tmp_path / "clip.mp4", frames=96, fps=8.0)
+    jsonl = JsonlSink(tmp_path / "events.jsonl")
+    began = datetime.now(timezone.utc)
+    pipeline = Pipeline(models, [parse_source(f"a={path}")], device="test", sinks=[jsonl],
+                        capture=CaptureOptions(realtime=False, queue_size=4), runtime=RuntimeConfig(clip_batch=5))
+    assert pipeline.run(threading.Event(), exit_when_done=True, max_seconds=60) == "done"
+    jsonl.close()
+    took = (datetime.now(timezone.utc) - began).total_seconds()
+    messages = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [m["type"] for m in messages][::len(messages) - 1] == ["start", "end"]
+    start, end = messages[0], messages[-1]
+    assert (end["reason"], end["frame_start"], end["frame_end"]) == ("end_of_stream", 0, 95)
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    assert (at(end["end_time"]) - at(end["start_time"])).total_seconds() == pytest.approx(12.0, abs=1e-3)
+    assert (at(start["detected_time"]) - at(start["start_time"])).total_seconds() == pytest.approx(
+        (start["frame_detected"] + 1) / 8.0, abs=1e-3)
+    assert abs((at(start["start_time"]) - began).total_seconds()) < took + 1  # anchored at the stream's start
+    assert pipeline.captures["a"].source_fps == 8.0
+
+
+class _Statuses:
+    """Records what the pipeline publishes as retained camera status (the rest is dropped)."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, list[dict]] = {}
+
+    def publish_event(self, camera: str, payload: dict) -> int:
+        return 0
+
+    def publish_status(self, camera: str, status: dict) -> None:
+        self.status.setdefault(camera, []).append(status)
+
+    def publish_state(self, camera: str, state: dict) -> None:
+        pass
+
+    def publish_stats(self, stats: dict) -> None:
+        pass
+
+
+def test_per_camera_sensitivity_overrides_the_bundle_and_is_in_the_status(models: Models, tmp_path: Path) -> None:
+    """Two cameras on one file: 'quiet' needs scores >= 0.999 (the tiny head gives ~0.9): no event there."""
+    path = _noise_video(tmp_path / "clip.mp4", frames=96, fps=8.0)
+    config = EdgeConfig.model_validate({
+        "cameras": [f"busy={path}", f"quiet={path}"], "device": "test",
+        "capture": {"realtime": False, "queue_size": 4}, "runtime": {"clip_batch": 5},
+        "smoother": {"g": 3, "cameras": {"quiet": {"theta_on": 0.999, "theta_off": 0.99}}}})
+    jsonl = JsonlSink(tmp_path / "events.jsonl")
+    statuses = _Statuses()
+    pipeline = Pipeline.from_config(config, models, sinks=[jsonl], publisher=statuses)
+    assert pipeline.run(threading.Event(), exit_when_done=True, max_seconds=60) == "done"
+    jsonl.close()
+    messages = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {m["camera"] for m in messages} == {"busy"}
+    assert statuses.status["busy"][-1]["sensitivity"] == {"theta_on": 0.5, "theta_off": 0.5, "m": 2, "g": 3}
+    assert statuses.status["quiet"][-1]["sensitivity"] == {"theta_on": 0.999, "theta_off": 0.99, "m": 2, "g": 3}
+    assert pipeline.streams["quiet"].smoother_params.aggregation == SMOOTHER.aggregation  # the rest: the bundle's
 
 
 def test_runtime_refuses_a_different_snippet_policy_or_preprocessing(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_file_camera_end_to_end(tiny_bundle: Path, shared_data: Path, mosquitto_
         events = _events(tmp_path)
         assert [json.loads(p) for p in sub.on("car/events")] == events  # MQTT and JSONL carry the same events
         assert events[0]["type"] == "start" and events[-1]["type"] == "end"
-        assert events[-1]["reason"] == "camera_lost" and events[-1]["device"] == DEVICE
+        assert events[-1]["reason"] == "end_of_stream" and events[-1]["device"] == DEVICE
         # stats are QoS 0, latest wins: the final ones may not make it before the disconnect
         stats = [json.loads(p) for p in sub.on("stats")]
         assert stats and {"preprocess", "clip", "head", "smoother", "publish"} <= set(stats[-1]["stages"])
