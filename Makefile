@@ -47,9 +47,9 @@ export: setup
 calibrate: setup
 	$(PYTHON) -m calibration.calibrate --bundle $(or $(BUNDLE),bundle/) $(foreach s,$(SOURCE),--source $(s)) $(if $(DATA_DIR),--data $(DATA_DIR))
 
-# On the Jetson, with the system Python that has TensorRT and pycuda.
+# On the Jetson, in the venv of deploy/README.md (made with --system-site-packages: it sees JetPack's TensorRT).
 engine:
-	python3 -m calibration.engine --bundle $(or $(BUNDLE),bundle/)
+	$(PYTHON) -m calibration.engine --bundle $(or $(BUNDLE),bundle/)
 
 demo: setup
 	$(PYTHON) -m showcase.demo $(if $(FAST),--fast)

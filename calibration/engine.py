@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = build_all(args.bundle, precision=args.precision, max_batch=args.max_batch, clip_batch=args.clip_batch,
                           max_classes=args.max_classes, workspace_mb=args.workspace_mb, timing_cache=args.timing_cache)
     except ImportError as err:
-        log.error("TensorRT / pycuda not importable (%s): build engines on the Jetson (JetPack 6 ships TensorRT 10.3)",
+        log.error("TensorRT / cuda-python not importable (%s): build engines on the Jetson (JetPack 6.1+: TensorRT 10.3)",
                   err)
         return 1
     except (FileNotFoundError, ValueError, RuntimeError) as err:

@@ -12,18 +12,22 @@ checked before TensorRT sees the bytes, and a mismatch is an error that says to 
 Engines are named ``<model>.<precision>.trt<major.minor>.sm<XY>.engine`` (:func:`engine_name`) so one bundle
 folder can hold engines for several devices. ``calibration.engine`` builds them.
 
-TensorRT and pycuda are imported lazily: this module loads (header, naming, checks) on any machine.
+CUDA goes through NVIDIA's ``cuda-python`` bindings (its runtime API: ``cuda.bindings.runtime``, or ``cuda.cudart``
+before 12.8), which install as wheels on aarch64; pycuda would have to be compiled on the Jetson. TensorRT and
+cuda-python are imported lazily: this module loads (header, naming, checks) on any machine.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -160,110 +164,143 @@ def check_header(header: EngineHeader, *, tensorrt: str, sm: str, source_sha256:
         raise EngineMismatch(f"{where}: " + "; ".join(problems) + f"; {REBUILD}")
 
 
-def gpu_info(device: int = 0) -> tuple[str, str]:
-    """(GPU name, SM string) of a CUDA device, through pycuda."""
-    import pycuda.driver as cuda  # type: ignore[import-not-found]
+def cuda_runtime(importer: Callable[[str], ModuleType] = importlib.import_module) -> ModuleType:
+    """cuda-python's runtime API module (``cuda.bindings.runtime``; ``cuda.cudart`` in releases before 12.8);
+    ImportError saying how to install it."""
+    errors = []
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            return importer(name)
+        except ImportError as err:
+            errors.append(f"{name}: {err}")
+    raise ImportError("NVIDIA's cuda-python is not installed (pip install 'cuda-python>=12.2,<13', the jetson "
+                      "extra); " + "; ".join(errors))
 
-    cuda.init()
-    dev = cuda.Device(device)
-    return dev.name(), sm_string(dev.compute_capability())
+
+def cuda_call(cudart: Any, result: Any, what: str) -> Any:
+    """Unpack a cuda-python call's ``(error, *values)``: the value (None, one, or a tuple); RuntimeError naming the
+    call and CUDA's error name unless the error is ``cudaSuccess``."""
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if error != cudart.cudaError_t.cudaSuccess:
+        named = cudart.cudaGetErrorName(error)
+        name = named[1].decode() if isinstance(named, tuple) and isinstance(named[1], bytes) else str(error)
+        raise RuntimeError(f"CUDA {what} failed: {name}")
+    return None if not values else values[0] if len(values) == 1 else tuple(values)
+
+
+def gpu_info(device: int = 0) -> tuple[str, str]:
+    """(GPU name, SM string) of a CUDA device, through cuda-python; RuntimeError when no usable GPU."""
+    cudart = cuda_runtime()
+    count = cuda_call(cudart, cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    if device >= count:
+        raise RuntimeError(f"CUDA device {device} does not exist ({count} device(s))")
+    prop = cuda_call(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
+    return name, sm_string((prop.major, prop.minor))
 
 
 # ----------------------------------------------------------------------------------------------- runtime
 
 
-class _Buffer:
-    """Pinned host + device memory for one tensor, grown on demand."""
+class CudaBuffer:
+    """Host + device memory for one tensor, grown on demand (cuda-python runtime API)."""
 
-    def __init__(self, cuda: Any, dtype: np.dtype) -> None:
-        self._cuda = cuda
-        self.dtype = dtype
+    def __init__(self, cudart: Any, dtype: np.dtype) -> None:
+        self._cudart = cudart
+        self.dtype = np.dtype(dtype)
         self.capacity = 0
-        self.host: np.ndarray | None = None
-        self.device: Any = None
+        self.host = np.empty(0, self.dtype)
+        self.device = 0  # device pointer (int)
 
     def ensure(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A pinned host view of ``shape``; device memory at least as large."""
+        """A host view of ``shape``; device memory at least as large."""
         size = int(np.prod(shape))
         if size > self.capacity:
-            self.host = self._cuda.pagelocked_empty(max(size, 1), self.dtype)
-            self.device = self._cuda.mem_alloc(max(self.host.nbytes, 1))
+            self.free()
+            self.host = np.empty(max(size, 1), self.dtype)
+            self.device = int(cuda_call(self._cudart, self._cudart.cudaMalloc(self.host.nbytes), "cudaMalloc"))
             self.capacity = size
-        assert self.host is not None
         return self.host[:size].reshape(shape)
+
+    def to_device(self, stream: Any) -> None:
+        cudart = self._cudart
+        cuda_call(cudart, cudart.cudaMemcpyAsync(self.device, self.host.ctypes.data, self.host.nbytes,
+                                                 cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream),
+                  "cudaMemcpyAsync (host to device)")
+
+    def to_host(self, stream: Any) -> None:
+        cudart = self._cudart
+        cuda_call(cudart, cudart.cudaMemcpyAsync(self.host.ctypes.data, self.device, self.host.nbytes,
+                                                 cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream),
+                  "cudaMemcpyAsync (device to host)")
+
+    def free(self) -> None:
+        if self.device:
+            cuda_call(self._cudart, self._cudart.cudaFree(self.device), "cudaFree")
+            self.device, self.capacity = 0, 0
 
 
 class TensorRTBackend:
     """Runs one engine file: same interface as ``OnnxRuntimeBackend`` (``inputs``, ``outputs``, ``run``).
 
     ``source_sha256``: the bundle's sha256 of the ONNX file the engine must have been built from (checked
-    against the header). ``device``: CUDA device index. The CUDA context is the device's primary context,
-    pushed around each call, so the backend can be used from any one thread at a time.
+    against the header). ``device``: CUDA device index. The runtime API uses the device's primary context; the
+    device is made current around each call, so the backend can be used from any one thread at a time.
     """
 
     def __init__(self, path: str | Path, *, source_sha256: str | None = None, device: int = 0) -> None:
-        import pycuda.driver as cuda  # type: ignore[import-not-found]
         import tensorrt as trt  # type: ignore[import-not-found]
 
         self.path = Path(path)
         self.header, plan = read_engine(self.path)
-        cuda.init()
-        self._cuda = cuda
-        gpu = cuda.Device(device)
-        check_header(self.header, tensorrt=trt.__version__, sm=sm_string(gpu.compute_capability()),
-                     source_sha256=source_sha256, where=str(self.path))
-        self._ctx = gpu.retain_primary_context()
-        self._ctx.push()
-        try:
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            self.engine = self._runtime.deserialize_cuda_engine(plan)
-            if self.engine is None:
-                raise EngineMismatch(f"{self.path}: TensorRT {trt.__version__} could not deserialize the engine; "
-                                     f"{REBUILD}")
-            self.context = self.engine.create_execution_context()
-            self.stream = cuda.Stream()
-            specs_in, specs_out = [], []
-            for i in range(self.engine.num_io_tensors):
-                name = self.engine.get_tensor_name(i)
-                dims = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(name))
-                spec = TensorSpec(name, dims, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))))
-                is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-                (specs_in if is_input else specs_out).append(spec)
-            self.inputs, self.outputs = tuple(specs_in), tuple(specs_out)
-            self._buffers = {s.name: _Buffer(cuda, s.dtype) for s in self.inputs + self.outputs}
-        finally:
-            self._ctx.pop()
+        cudart = cuda_runtime()
+        self._cudart, self._device = cudart, device
+        _, sm = gpu_info(device)
+        check_header(self.header, tensorrt=trt.__version__, sm=sm, source_sha256=source_sha256, where=str(self.path))
+        cuda_call(cudart, cudart.cudaSetDevice(device), "cudaSetDevice")
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise EngineMismatch(f"{self.path}: TensorRT {trt.__version__} could not deserialize the engine; "
+                                 f"{REBUILD}")
+        self.context = self.engine.create_execution_context()
+        self.stream = cuda_call(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        specs_in, specs_out = [], []
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            dims = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(name))
+            spec = TensorSpec(name, dims, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))))
+            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (specs_in if is_input else specs_out).append(spec)
+        self.inputs, self.outputs = tuple(specs_in), tuple(specs_out)
+        self._buffers = {s.name: CudaBuffer(cudart, s.dtype) for s in self.inputs + self.outputs}
         log.info("%s: TensorRT %s %s engine for %s (sm%s): %s -> %s", self.path.name, trt.__version__,
                  self.header.precision, self.header.model, self.header.sm,
                  ", ".join(s.describe() for s in self.inputs), ", ".join(s.describe() for s in self.outputs))
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.inputs, feeds, model=self.path.name)
-        cuda = self._cuda
-        self._ctx.push()
-        try:
-            for spec in self.inputs:
-                value = feeds[spec.name]
-                if not self.context.set_input_shape(spec.name, value.shape):
-                    raise ValueError(f"{self.path.name}: input {spec.name} shape {list(value.shape)} is outside the "
-                                     f"engine's optimisation profile {self.header.profiles.get(spec.name)}")
-                buffer = self._buffers[spec.name]
-                host = buffer.ensure(value.shape)
-                np.copyto(host, value)
-                cuda.memcpy_htod_async(buffer.device, host, self.stream)
-                self.context.set_tensor_address(spec.name, int(buffer.device))
-            hosts = {}
-            for spec in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(spec.name))
-                buffer = self._buffers[spec.name]
-                hosts[spec.name] = buffer.ensure(shape)
-                self.context.set_tensor_address(spec.name, int(buffer.device))
-            if not self.context.execute_async_v3(self.stream.handle):
-                raise RuntimeError(f"{self.path.name}: TensorRT execution failed")
-            for name, host in hosts.items():
-                cuda.memcpy_dtoh_async(host, self._buffers[name].device, self.stream)
-            self.stream.synchronize()
-            return {name: host.copy() for name, host in hosts.items()}
-        finally:
-            self._ctx.pop()
+        cudart = self._cudart
+        cuda_call(cudart, cudart.cudaSetDevice(self._device), "cudaSetDevice")
+        for spec in self.inputs:
+            value = feeds[spec.name]
+            if not self.context.set_input_shape(spec.name, value.shape):
+                raise ValueError(f"{self.path.name}: input {spec.name} shape {list(value.shape)} is outside the "
+                                 f"engine's optimisation profile {self.header.profiles.get(spec.name)}")
+            buffer = self._buffers[spec.name]
+            np.copyto(buffer.ensure(value.shape), value)
+            buffer.to_device(self.stream)
+            self.context.set_tensor_address(spec.name, buffer.device)
+        hosts = {}
+        for spec in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(spec.name))
+            buffer = self._buffers[spec.name]
+            hosts[spec.name] = buffer.ensure(shape)
+            self.context.set_tensor_address(spec.name, buffer.device)
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise RuntimeError(f"{self.path.name}: TensorRT execution failed")
+        for name in hosts:
+            self._buffers[name].to_host(self.stream)
+        cuda_call(cudart, cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return {name: host.copy() for name, host in hosts.items()}
