@@ -1,8 +1,9 @@
-# Every target is a thin alias of a `python -m ...` command listed in README.md.
+# Every target is a thin alias of a `cplvad ...` command listed in README.md.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTHON  := $(BIN)/python
+CPLVAD  := $(BIN)/cplvad
 STAMP   := $(VENV)/.installed
 
 .PHONY: setup test test-fast demo demo-fast synth baseline train train-xd distill export calibrate engine bench bench-quick clean
@@ -26,42 +27,42 @@ test-fast: setup
 synth: data/ucf/dataset.json data/xd/dataset.json
 
 data/%/dataset.json: | $(STAMP)
-	$(PYTHON) -m train.data.synth --layout $* --seed 0 --out data/$*
+	$(CPLVAD) synth --layout $* --seed 0 --out data/$*
 
 baseline: setup data/ucf/dataset.json data/xd/dataset.json
-	$(PYTHON) -m train.training.baseline --data data/ucf --out runs/mil_ucf
-	$(PYTHON) -m train.training.baseline --data data/xd --out runs/mil_xd
+	$(CPLVAD) baseline --data data/ucf --out runs/mil_ucf
+	$(CPLVAD) baseline --data data/xd --out runs/mil_xd
 
 train: setup data/ucf/dataset.json
-	$(PYTHON) -m train.training.teacher --config configs/train/ucf.yaml
+	$(CPLVAD) train --config configs/train/ucf.yaml
 
 train-xd: setup data/xd/dataset.json
-	$(PYTHON) -m train.training.teacher --config configs/train/xd.yaml
+	$(CPLVAD) train --config configs/train/xd.yaml
 
 distill: setup
-	$(PYTHON) -m train.training.distill --teacher runs/teacher_ucf --config configs/distill/default.yaml out=runs/student_ucf
+	$(CPLVAD) distill --teacher runs/teacher_ucf --config configs/distill/default.yaml --out runs/student_ucf
 
 export: setup
-	$(PYTHON) -m train.export.bundle --run runs/student_ucf --out bundle/
+	$(CPLVAD) export --run runs/student_ucf --out bundle/ $(if $(CLIP),--clip $(CLIP))  # make export CLIP=openai/clip-vit-base-patch16 (or CLIP=random)
 
 calibrate: setup
-	$(PYTHON) -m calibration.calibrate --bundle $(or $(BUNDLE),bundle/) $(foreach s,$(SOURCE),--source $(s)) $(if $(DATA_DIR),--data $(DATA_DIR))
+	$(CPLVAD) calibrate --bundle $(or $(BUNDLE),bundle/) $(foreach s,$(SOURCE),--source $(s)) $(if $(DATA_DIR),--data $(DATA_DIR))
 
 # On the Jetson, in the venv of deploy/README.md (made with --system-site-packages: it sees JetPack's TensorRT).
 engine:
-	$(PYTHON) -m calibration.engine --bundle $(or $(BUNDLE),bundle/)
+	$(PYTHON) -m cplvad engine --bundle $(or $(BUNDLE),bundle/)
 
 demo: setup
-	$(PYTHON) -m showcase.demo $(if $(FAST),--fast)
+	$(CPLVAD) demo $(if $(FAST),--fast)
 
 demo-fast: setup
-	$(PYTHON) -m showcase.demo --fast
+	$(CPLVAD) demo --fast
 
 bench: setup
-	$(PYTHON) -m bench.run --full --out bench/results/$(shell date +%F)
+	$(CPLVAD) bench --full --out bench/results/$(shell date +%F)
 
 bench-quick: setup
-	$(PYTHON) -m bench.run --quick --out bench/results/quick
+	$(CPLVAD) bench --quick --out bench/results/quick
 
 clean:
 	rm -rf runs bench/results/tmp .pytest_cache

@@ -8,7 +8,7 @@ smoother, events to a JSON-lines file) on N copies of a real video read as fast 
 pacing, nothing dropped), for ``--seconds`` per configuration. ``random`` is the real ViT-B/16 with random weights
 (the speed is real, the features are not); the head is the default-size causal student (random weights). The
 bundles are built once into ``--cache``; ``--bundle DIR`` measures a trained bundle instead, and with a calibrated
-one (``python -m calibration.calibrate``) ``--precision int8`` runs the models that passed their INT8 gate.
+one (``cplvad calibrate``) ``--precision int8`` runs the models that passed their INT8 gate.
 Prints a table and writes the figures as JSON.
 
 "encoded fps" counts the frames that went through CLIP, over all cameras; a camera at F frames/s needs F / K of
@@ -17,7 +17,6 @@ them (K = encode_every), so "camera fps supported" = encoded fps x K / cameras.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -26,62 +25,27 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime
 
-from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
+from edge.bundle import MANIFEST, load_bundle
 from edge.capture import CaptureOptions, parse_source
 from edge.config import RuntimeConfig
 from edge.pipeline import JsonlSink, Pipeline, model_precisions, open_models
-from edge.preprocess import CLIP_INPUT_NAME, CLIP_VIT_B16
+from edge.preprocess import CLIP_INPUT_NAME
 from edge.smoother import SmootherParams
 from train.data.labels import label_map
 from train.data.samples import sample_video
-
-if TYPE_CHECKING:
-    from train.models.student import StudentConfig
 
 log = logging.getLogger("bench.edge_fps")
 
 PERSON_VIDEO = "one-by-one-person-detection.mp4"  # the default looped video (train.data.samples)
 
 
-def build_random_bundle(out: Path, *, clip: str, student: StudentConfig, classes: tuple[str, ...], encode_every: int,
-                        smoother: SmootherParams, seed: int = 0) -> Path:
-    """A bundle of random-weight models (``clip``: 'tiny' or 'random'; ``student``: a StudentConfig), written with
-    train/export/clip.py, train/export/bundle.py's ``export_head`` and ``edge.bundle.Manifest``. For tests and benchmarks:
-    ``train.export.bundle.export_bundle`` needs a distilled run."""
-    import torch
-
-    from train.export.bundle import export_head
-    from train.export.clip import export_clip
-    from train.models.student import Student
-
-    out.mkdir(parents=True, exist_ok=True)
-    export_clip(clip, out / "clip_visual.onnx", seed=seed, verify_frames=2)
-    (out / "clip_visual.json").unlink()
-    levels = student.num_levels
-    text = np.random.default_rng(seed).normal(size=(levels, len(classes), 512)).astype(np.float32)
-    torch.manual_seed(seed)
-    export_head(Student(student).eval(), text, out / "head.onnx")
-    np.savez(out / "text_embeddings.npz", classes=np.array(classes), embeddings=text, hash=np.array(f"random-{seed}"),
-             source=np.array(clip))
-    files = {name: file_sha256(out / name) for name in ("head.onnx", "clip_visual.onnx", "text_embeddings.npz")}
-    manifest = Manifest(
-        schema_version=SCHEMA_VERSION, version=f"random-{seed}", created="2026-01-01T00:00:00+00:00", dataset="ucf",
-        classes=classes, snippet={"frames_per_snippet": 16, "encode_every": encode_every, "embed_dim": 512},
-        preprocess=CLIP_VIT_B16.to_dict(), window=student.window, levels=levels,
-        smoother=dataclasses.asdict(smoother), clip={"source": clip, "random": True},
-        models={"head": {"file": "head.onnx", "precision": "fp32"},
-                "clip_visual": {"file": "clip_visual.onnx", "precision": "fp32"}},
-        text_embeddings={"file": "text_embeddings.npz", "hash": f"random-{seed}"}, files=files)
-    (out / MANIFEST).write_text(manifest.to_json())
-    return out
-
-
 def cached_bundle(cache: Path, clip: str, encode_every: int) -> Path:
+    """A random-weight bundle (``train.export.bundle.build_random_bundle``), built once into ``cache``."""
+    from train.export.bundle import build_random_bundle  # torch: only where a bundle is built
     from train.models.student import StudentConfig
 
     path = cache / f"bundle-{clip}-k{encode_every}"
@@ -152,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.bundle is not None:
         if not (args.bundle / MANIFEST).is_file():
-            parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export.bundle)")
+            parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (cplvad export)")
         if "int8" in args.precision and not int8_models(args.bundle):
             parser.error(f"--precision int8: no model of {args.bundle} passed its INT8 gate "
-                         f"(python -m calibration.calibrate --bundle {args.bundle})")
+                         f"(cplvad calibrate --bundle {args.bundle})")
         loaded = load_bundle(args.bundle, verify_hashes=False)
         bundles = [(args.bundle, loaded.manifest.clip.source, loaded.encode_every)]
     elif "int8" in args.precision:

@@ -30,7 +30,7 @@ from bench.timing import median_seconds  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.bundle import load_bundle
 from edge.configfile import load_config
-from train.training.distill import DistillConfig, student_config
+from train.training.distill_config import DistillConfig
 from train.export.bundle import export_head
 from train.models.student import Student
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle = load_bundle(args.bundle)
             head_path, text, window = bundle.file("head"), bundle.text_embeddings, bundle.window
         else:
-            cfg = student_config(load_config(DistillConfig, args.config))
+            cfg = load_config(DistillConfig, args.config).student
             torch.manual_seed(0)
             student = Student(cfg).eval()
             text = np.random.default_rng(0).normal(0, 0.05, (cfg.num_levels, args.classes, 512)).astype(np.float32)

@@ -4,7 +4,7 @@
         [--cache bench/results/tmp] [--out bench/results/int8_speed.json]
 
 Runs ``calibration.calibrate`` on a copy of the random-weight bundle (built once into ``--cache`` with
-bench/edge_fps.py's ``build_random_bundle``), frames from the shared sample videos, and the generated feature
+``train.export.bundle.build_random_bundle``), frames from the shared sample videos, and the generated feature
 benchmark for the head's AUC / AP. Latencies are ONNX Runtime medians over ``--rounds`` calls per model and batch
 (1 and 8), fp32, s8s8 and u8s8 interleaved call by call so machine load affects them alike. The weights are
 random, so the speed is real and the accuracy figures only show that quantization preserves the float outputs.

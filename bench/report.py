@@ -186,7 +186,7 @@ def mode_note(results: dict) -> str:
     return (f"*{results.get('mode')} mode*: small training set, few epochs"
             + "".join(f", {v['anomalous']} anomalous + {v['normal']} normal {k} test videos" for k, v in subset.items())
             + ". These accuracy rows check the pipeline end to end; they do not rank the methods "
-            "(`python -m bench.run --full` does).")
+            "(`cplvad bench --full` does).")
 
 
 def summary_rows(results: dict) -> list[tuple[str, str]]:
@@ -395,7 +395,7 @@ def write_report(results: dict, out: Path) -> str:
 def readme_block(results: dict, report: Path | str) -> str:
     """The README's results section: the accuracy tables and the summary, with a link to the full report."""
     m = results.get("machine", {})
-    parts = [f"Last `python -m bench.run --{results.get('mode')}` ({results.get('created')}, {m.get('cores')} cores "
+    parts = [f"Last `cplvad bench --{results.get('mode')}` ({results.get('created')}, {m.get('cores')} cores "
              f"of {m.get('cpu')}); full report: [{report}/report.md]({report}/report.md). Our rows are on the "
              f"generated benchmark; the papers' rows are a {PUBLISHED_NOTE}.", ""]
     if results.get("mode") != "full":
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     path = args.results / "results.json"
     if not path.is_file():
-        parser.error(f"{path} not found: run python -m bench.run first")
+        parser.error(f"{path} not found: run cplvad bench first")
     results = json.loads(path.read_text())
     print(write_report(results, args.results))
     if args.readme:

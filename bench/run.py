@@ -1,9 +1,9 @@
 """The whole benchmark, one report: accuracy, speed and scale side by side (``make bench`` / ``make bench-quick``).
 
-    python -m bench.run --smoke|--quick|--full [--out bench/results/<date>] [--no-readme]
+    cplvad bench --smoke|--quick|--full [--out bench/results/<date>] [--no-readme]
 
-Every stage is the command a user types (``python -m train.data.synth``, ``train.training.baseline``, ``train.training.teacher``,
-``train.training.distill``, ``train.export.bundle``, ``calibration.calibrate``, ``bench/*.py``, ``showcase.demo``), run as a
+Every stage is the command a user types (``cplvad synth``, ``baseline``, ``train``, ``distill``, ``export``,
+``calibrate``, ``demo``, ``bench/*.py``), run as a
 child process so its wall time and peak memory (RSS, from ``wait4``) are its own. Figures are gathered into
 ``<out>/results.json`` (the datasets, runs and bundles go to ``--work``); :mod:`bench.report` turns that into ``report.md``, plots and a printed summary table,
 and rewrites the README's results block. A stage that fails is recorded with its error and the report still
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from edge.configfile import run_main
 from showcase.scenes import write_scene_video
 from train.data.samples import sample_videos
 from train.paths import PROJECT_ROOT
@@ -143,6 +144,11 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 def py(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def sets(*overrides: str) -> list[str]:
+    """``key=value`` overrides as ``--set key=value`` arguments."""
+    return [arg for override in overrides for arg in ("--set", override)]
 
 
 def read_json(path: Path) -> dict:
@@ -256,7 +262,7 @@ def curves_and_timelines(data_dir: Path, runs: dict[str, Path], videos: int = 3)
 def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: dict) -> None:
     data = work / "data" / layout
     if not (data / "dataset.json").is_file():
-        steps.run(f"synth {layout}", py("-m", "train.data.synth", "--layout", layout, "--seed", "0", "--scale",
+        steps.run(f"synth {layout}", py("-m", "cplvad", "synth", "--layout", layout, "--seed", "0", "--scale",
                                          str(plan.scale), "--out", str(data), "--force"))
     if plan.test_videos is not None:
         data = subset_test(data, work / "data" / f"{layout}-test{sum(plan.test_videos)}", *plan.test_videos)
@@ -267,8 +273,8 @@ def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: d
     runs = work / "runs"
 
     mil = runs / f"mil_{layout}"
-    step = steps.run(f"MIL baseline {layout}", py("-m", "train.training.baseline", "--data", str(data), "--out", str(mil),
-                                                  *plan.mil))
+    step = steps.run(f"MIL baseline {layout}", py("-m", "cplvad", "baseline", "--data", str(data), "--out", str(mil),
+                                                  *sets(*plan.mil)))
     m = read_json(mil / "metrics.json")
     if m:
         rows["MIL baseline"] = accuracy_row(m)
@@ -281,8 +287,8 @@ def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: d
     score_runs = {"MIL baseline": mil}
     for name, extra in teachers:
         out = runs / f"{layout}_{name.split(' (')[0].replace(' ', '_').replace('>', '').replace('-', '')}"
-        step = steps.run(f"{name} {layout}", py("-m", "train.training.teacher", "--config", config, f"data.dir={data}",
-                                                f"out={out}", *plan.teacher, *extra))
+        step = steps.run(f"{name} {layout}", py("-m", "cplvad", "train", "--config", config, "--data", str(data),
+                                                "--out", str(out), *sets(*plan.teacher, *extra)))
         m = read_json(out / "metrics.json")
         if not m:
             continue
@@ -294,8 +300,8 @@ def accuracy_stage(steps: Steps, plan: Plan, layout: str, work: Path, results: d
                          "peak_rss_mb": step.peak_rss_mb})
 
     teacher, student = runs / f"{layout}_CPLVAD_teacher", runs / f"student_{layout}"
-    step = steps.run(f"distill {layout}", py("-m", "train.training.distill", "--teacher", str(teacher), "--config",
-                                             "configs/distill/default.yaml", f"out={student}", *plan.distill))
+    step = steps.run(f"distill {layout}", py("-m", "cplvad", "distill", "--teacher", str(teacher), "--config",
+                                             "configs/distill/default.yaml", "--out", str(student), *sets(*plan.distill)))
     m = read_json(student / "metrics.json")
     for key, name in (("student_offline", "student offline"), ("student_streaming", "student streaming")):
         if key in m:
@@ -328,7 +334,7 @@ def int8_stage(steps: Steps, plan: Plan, layout: str, data: Path, student: Path,
     bundle = work / "bundles" / f"{layout}-{plan.int8_clip}"
     if bundle.exists():
         shutil.rmtree(bundle)
-    step = steps.run(f"export {layout}", py("-m", "train.export.bundle", "--run", str(student), "--out", str(bundle),
+    step = steps.run(f"export {layout}", py("-m", "cplvad", "export", "--run", str(student), "--out", str(bundle),
                                             "--clip", plan.int8_clip, "--encode-every", "4"))
     if not step.ok:
         return {}
@@ -338,9 +344,9 @@ def int8_stage(steps: Steps, plan: Plan, layout: str, data: Path, student: Path,
         write_scene_video(work / "scene.mp4")
         videos = [work / "scene.mp4"]
     sources = [a for v in videos[:2] for a in ("--source", str(v))]
-    step = steps.run(f"calibrate {layout}", py("-m", "calibration.calibrate", "--bundle", str(bundle), *sources,
-                                               "--data", str(data), f"frames={plan.calib_frames}",
-                                               "head_windows=128", "gate_videos=16", "speed_rounds=3"))
+    step = steps.run(f"calibrate {layout}", py("-m", "cplvad", "calibrate", "--bundle", str(bundle), *sources,
+                                               "--data", str(data), *sets(f"frames={plan.calib_frames}",
+                                               "head_windows=128", "gate_videos=16", "speed_rounds=3")))
     if not step.ok:
         return {}
     manifest = read_json(bundle / "manifest.json")
@@ -404,7 +410,7 @@ def soak_stage(steps: Steps, plan: Plan, work: Path, results: dict) -> None:
 def alert_stage(steps: Steps, work: Path, results: dict, fast: bool) -> None:
     """edge/run.py on rendered scenes with known onsets, events over a local mosquitto (showcase.demo)."""
     demo = work / "demo"
-    steps.run("alert latency (demo)", py("-m", "showcase.demo", *(["--fast"] if fast else []), "--work", str(demo)))
+    steps.run("alert latency (demo)", py("-m", "cplvad", "demo", *(["--fast"] if fast else []), "--work", str(demo)))
     summary = read_json(demo / "summary.json")
     if not summary:
         return
@@ -445,7 +451,7 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad bench", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group(required=True)
     for mode in ("smoke", "quick", "full"):
         group.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode)
@@ -490,5 +496,5 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # an alias of `cplvad bench`
+    raise SystemExit(run_main(main, prog="cplvad bench"))

@@ -5,7 +5,7 @@
 
 For each bundle (built with random weights per CLIP source, ``tiny``: the test-size CLIP, ``random``: the real
 ViT-B/16 with random weights, real speed; or the ``--bundle`` given), each precision (``runtime.precision``;
-``int8`` needs a bundle whose INT8 models passed their gate, ``python -m calibration.calibrate``) and each camera
+``int8`` needs a bundle whose INT8 models passed their gate, ``cplvad calibrate``) and each camera
 count N (ascending, stopping at the first N that fails), a fresh process runs
 ``edge.pipeline.Pipeline`` on N copies of a video, looped and paced at the file's frame rate as a live camera
 would be, with the newest-frame capture policy (``capture.queue_size``; a frame the loop cannot take in time is
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.video.is_file():
         parser.error(f"--video {args.video} not found")
     if args.bundle is not None and not (args.bundle / MANIFEST).is_file():
-        parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (python -m train.export.bundle)")
+        parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (cplvad export)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("edge.pipeline", "edge.capture", "edge.bundle", "edge.backends.onnxruntime"):
         logging.getLogger(name).setLevel(logging.WARNING)

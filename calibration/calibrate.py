@@ -1,7 +1,7 @@
 """INT8 calibration of a bundle with an accuracy gate (``make calibrate``).
 
-    python -m calibration.calibrate --bundle bundle/ --source VIDEO [--source 0 ...] [--data DIR [--feature-root F]]
-        [--method minmax|entropy|percentile] [--config configs/calibrate/default.yaml] [key=value ...]
+    cplvad calibrate --bundle bundle/ --source VIDEO [--source 0 ...] [--data DIR [--feature-root F]] [--set key=value]
+        [--method minmax|entropy|percentile] [--config configs/calibrate/default.yaml]
 
 1. Calibration frames from the deployment's own sources (``calibration.dataset``), saved to
    ``<bundle>/calibration/frames.npz``; a later run without ``--source`` reuses them.
@@ -32,8 +32,8 @@ from calibration.dataset import (FrameSet, build_frame_set, embed, even_indices,
 from calibration.gate import GateBudget, compare_outputs, format_table, judge, speed, stream_scores
 from calibration.quantize import FLAVOURS, METHODS, FeedReader, batched_feeds, quantize
 from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.bundle import MANIFEST, Bundle, ModelFile, file_sha256, load_bundle
-from edge.configfile import StrictModel, load_config
+from edge.bundle import Bundle, ModelFile, load_bundle, write_manifest
+from edge.configfile import EXIT_USAGE, StrictModel, add_config_arguments, config_from_args, run_main
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME
 from train.data.release import GROUND_TRUTH, load_ground_truth, load_split, locate
 from train.data.synth import generate
@@ -230,7 +230,7 @@ def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, 
         summary.append(f"{model}: TensorRT {trt}, ONNX Runtime CPU {cpu}")
     log.info("calibrated %s in %.0f s (%s, %d frames, %d head windows): %s", bundle_dir,
              time.perf_counter() - start, cfg.method, len(frames), len(x), "; ".join(summary))
-    log.info("next, on the Jetson: make engine BUNDLE=%s  (python -m calibration.engine --bundle %s)", bundle_dir,
+    log.info("next, on the Jetson: make engine BUNDLE=%s  (cplvad engine --bundle %s)", bundle_dir,
              bundle_dir)
     return rows
 
@@ -240,12 +240,12 @@ def record(bundle: Bundle, rows: list[dict[str, Any]], cfg: CalibrateConfig, set
     """Write the ``int8`` sections and the new files' sha256 into the manifest, then re-load the bundle."""
     manifest = bundle.manifest
     models = dict(manifest.models)
-    files = dict(manifest.files)
+    written = []
     keep = ("cosine_mean", "cosine_p1", "max_abs_diff", "auc_float", "auc_int8", "ap_float", "ap_int8", "ap_drop")
     for model in MODELS:
         flavours = {}
         for row in (r for r in rows if r["model"] == model):
-            files[row["file"]] = file_sha256(bundle.path / row["file"])
+            written.append(row["file"])
             flavours[row["flavour"]] = {
                 "file": row["file"], "passed": row["passed"], "reason": row["reason"],
                 "gate": {k: round(float(row[k]), 6) for k in keep if k in row},
@@ -256,14 +256,12 @@ def record(bundle: Bundle, rows: list[dict[str, Any]], cfg: CalibrateConfig, set
                    "heldout_samples": held, "frames": frames, "budget": cfg.budget.model_dump(), "flavours": flavours}
         models[model] = ModelFile(file=manifest.models[model].file, precision=manifest.models[model].precision,
                                   int8=section)
-    updated = manifest.model_copy(update={"models": models, "files": files})
-    (bundle.path / MANIFEST).write_text(updated.to_json())
-    load_bundle(bundle.path)
+    write_manifest(bundle.path, manifest.model_copy(update={"models": models}), rehash=written)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m calibration.calibrate", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (train.export.bundle's out)")
+    parser = argparse.ArgumentParser(prog="cplvad calibrate", description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (cplvad export's out)")
     parser.add_argument("--source", action="append", default=[],
                         help="camera index, stream URL, video / image file or folder (repeatable); "
                              "omit to reuse <bundle>/calibration/frames.npz")
@@ -272,22 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feature-root", type=Path, default=None,
                         help="the folder the release's feature archives were unpacked into (lists of absolute "
                              "paths)")
-    parser.add_argument("--method", choices=sorted(METHODS), help="calibration method (overrides the config)")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    parser.add_argument("overrides", nargs="*",
-                        help="config overrides key=value (e.g. frames=800 budget.min_cosine=0.99)")
+    parser.add_argument("--method", choices=sorted(METHODS), help="calibration method (sets method)")
+    add_config_arguments(parser, CalibrateConfig, DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(CalibrateConfig, args, {"method": "--method"})
     try:
-        cfg = load_config(CalibrateConfig, args.config, list(args.overrides))
-        if args.method:
-            cfg.method = args.method
         calibrate(args.bundle, args.source, cfg, data=args.data, feature_root=args.feature_root)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # a missing or unfit bundle, source or dataset
         log.error("%s", err)
-        return 1
+        return EXIT_USAGE
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an alias of `cplvad calibrate`
+    sys.exit(run_main(main, prog="cplvad calibrate"))

@@ -1,6 +1,6 @@
 """TensorRT engines for the Jetson, built on the device from a calibrated bundle (``make engine``).
 
-    python -m calibration.engine --bundle bundle/ [--precision auto|int8|fp16|fp32] [--max-batch 8]
+    cplvad engine --bundle bundle/ [--precision auto|int8|fp16|fp32] [--max-batch 8]
         [--workspace-mb 1024] [--timing-cache bundle/calibration/timing.cache]
 
 Per model: ``auto`` builds INT8 from the ``s8s8`` Q/DQ ONNX when the manifest's gate passed it (explicit
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edge.backends.tensorrt import EngineHeader, engine_name, gpu_info, read_engine, write_engine
 from edge.bundle import Bundle, file_sha256, load_bundle
+from edge.configfile import run_main
 from edge.preprocess import CLIP_INPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def build_all(bundle_dir: str | Path, *, precision: str = "auto", max_batch: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m calibration.engine", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad engine", description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", required=True, type=Path)
     parser.add_argument("--precision", default="auto", choices=["auto", "int8", "fp16", "fp32"])
     parser.add_argument("--max-batch", type=int, default=8)
@@ -163,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         log.error("%s", err)
         return 1
-    log.info("engines: %s; next: python edge/run.py --bundle %s --backend tensorrt --camera 0",
+    log.info("engines: %s; next: cplvad run --bundle %s --backend tensorrt --camera 0",
              ", ".join(p.name for p in paths), args.bundle)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an alias of `cplvad engine`
+    raise SystemExit(run_main(main, prog="cplvad engine"))

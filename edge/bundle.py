@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise BundleError(f"{path}: no {MANIFEST}; expected a bundle folder written by `python -m train.export.bundle`")
+        raise BundleError(f"{path}: no {MANIFEST}; expected a bundle folder written by `cplvad export`")
     try:
         data = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -235,11 +236,16 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     classes, embeddings, text_hash = read_text_embeddings(text_path)
     if classes != manifest.classes:
         raise BundleError(f"{text_path}: classes {list(classes)} differ from {MANIFEST} classes "
-                          f"{list(manifest.classes)}; recompute the cache with `python -m train.export.prompts`")
+                          f"{list(manifest.classes)}; recompute the cache with `cplvad prompts`")
     expected = (manifest.levels, len(manifest.classes), EMBED_DIM)
     if embeddings.shape != expected:
         raise BundleError(f"{text_path}: embeddings have shape {list(embeddings.shape)}; expected "
                           f"[levels, classes, {EMBED_DIM}] = {list(expected)}")
+    finite = np.isfinite(embeddings)
+    if not finite.all():
+        raise BundleError(f"{text_path}: {int(finite.size - finite.sum())} of {finite.size} embedding values are NaN "
+                          "or infinite; every snippet's category scores would be NaN. Recompute the cache with "
+                          "`cplvad prompts` from a healthy teacher")
     if text_hash != manifest.text_embeddings.hash:
         raise BundleError(f"{text_path}: hash {text_hash!r} differs from {MANIFEST} text_embeddings.hash "
                           f"{manifest.text_embeddings.hash!r}")
@@ -257,3 +263,15 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
              manifest.version, len(manifest.classes), manifest.window, manifest.levels,
              manifest.snippet.encode_every)
     return bundle
+
+
+def write_manifest(folder: str | Path, manifest: Manifest, *, rehash: Iterable[str] = ()) -> Bundle:
+    """The one writer of ``manifest.json`` (export, prompts, calibration, random-weight bundles): the sha256 of the
+    ``rehash`` files (new or changed) recorded in ``files``, the manifest validated and written, and the bundle
+    re-loaded with the device's own loader, which must accept it."""
+    folder = Path(folder)
+    files = dict(manifest.files) | {name: file_sha256(folder / name) for name in rehash}
+    checked = parse_manifest(manifest.model_copy(update={"files": files}).model_dump(mode="json"),
+                             where=str(folder / MANIFEST))
+    (folder / MANIFEST).write_text(checked.to_json())
+    return load_bundle(folder)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
+import inspect
 import json
+import re
+import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,13 +98,14 @@ def _flat_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def origin_of(origins: dict[str, str], loc: tuple[Any, ...], default: str) -> str:
-    """Where the value at ``loc`` came from: the longest recorded prefix of the dotted key, else ``default``."""
-    parts = [str(p) for p in loc]
-    for n in range(len(parts), 0, -1):
-        found = origins.get(".".join(parts[:n]))
-        if found is not None:
-            return found
-    return default
+    """Where the value at ``loc`` came from (``origins``: dotted key -> origin, in the order they were set)."""
+    key = ".".join(str(p) for p in loc)
+    if not key:
+        return default
+    # the key itself, a section above it or a value inside it (a section's own check): the latest one set
+    related = [origin for k, origin in origins.items()
+               if k == key or key.startswith(k + ".") or k.startswith(key + ".")]
+    return related[-1] if related else default
 
 
 def describe_error(item: Any, model_cls: type[BaseModel]) -> str:
@@ -121,6 +126,8 @@ def format_validation_error(err: ValidationError, model_cls: type[BaseModel], so
     items = err.errors()
     first = items[0]
     where = origin_of(origins or {}, tuple(first["loc"]), source)
+    if first["type"] == "extra_forbidden" and "=" in where:  # the value of an unknown key (maybe a password)
+        where = where.partition("=")[0] + "=..."  # is not needed to say what is wrong: never shown
     more = f" (and {len(items) - 1} more problem{'s' if len(items) > 2 else ''})" if len(items) > 1 else ""
     return f"{where}: {describe_error(first, model_cls)}{more}"
 
@@ -166,8 +173,31 @@ def config_keys(model_cls: type[BaseModel], prefix: str = "") -> list[tuple[str,
             rows += config_keys(section, f"{prefix}{name}.")
             continue
         default = None if field.is_required() else field.get_default(call_default_factory=True)
-        rows.append((f"{prefix}{name}", "(required)" if field.is_required() else default, field.description or ""))
+        description = field.description or _comments(model_cls).get(name, "")
+        rows.append((f"{prefix}{name}", "(required)" if field.is_required() else default, description))
     return rows
+
+
+@functools.cache
+def _comments(model_cls: type[BaseModel]) -> dict[str, str]:
+    """Field descriptions written as ``name: type = default  # comment`` (and comment lines right below)."""
+    try:
+        lines = inspect.getsource(model_cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    last = None
+    for line in lines[1:]:
+        field = re.match(r"\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$", line)
+        if field and field.group(1) in model_cls.model_fields:
+            last = field.group(1)
+            if field.group(2):
+                found[last] = field.group(2).strip()
+        elif last in found and re.match(r"\s+#", line):
+            found[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    return found
 
 
 def keys_help(model_cls: type[BaseModel], width: int = 110) -> str:
@@ -194,8 +224,43 @@ def add_config_arguments(parser: argparse.ArgumentParser, model_cls: type[BaseMo
     parser.epilog = (parser.epilog + "\n\n" if parser.epilog else "") + keys_help(model_cls)
 
 
+def config_from_args(model_cls: type[M], args: argparse.Namespace, flags: dict[str, str] | None = None) -> M:
+    """The config of ``--config`` and ``--set`` (see :func:`add_config_arguments`), then the step's flags:
+    ``flags`` maps a config key to the flag that sets it (``{"data.dir": "--data"}``), applied when given."""
+    extra: list[Override] = []
+    for key, flag in (flags or {}).items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            text = json.dumps(str(value) if isinstance(value, Path) else value)  # JSON is YAML: strings stay strings
+            extra.append((f"{key}={text}", f"{flag} {value}"))
+    return load_config(model_cls, args.config, [*args.overrides, *extra])
+
+
 def _short(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+USER_ERRORS = (ConfigError, FileNotFoundError, NotADirectoryError)
+EXIT_USAGE = 2
+
+
+def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
+             prog: str | None = None) -> int:
+    """Run a command's ``main(argv)``: a user error (bad key or value, missing file) is one line on stderr naming
+    it, and exit code 2; anything else propagates. Both ``cplvad <step>`` and ``python -m <module>`` go through here.
+    """
+    try:
+        code = main(argv)
+    except USER_ERRORS as err:
+        sys.stderr.write(f"{prog or Path(sys.argv[0]).name}: error: {_one_line(err)}\n")
+        return EXIT_USAGE
+    return 0 if code is None else int(code)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return " ".join(str(err).split("\n"))

@@ -1,8 +1,10 @@
 """Run the anomaly detector on the device: cameras in, events out over MQTT.
 
-    python edge/run.py --camera 0 --bundle bundle/
-    python -m edge.run --camera door=rtsp://user@10.0.0.5/stream --camera clip.mp4 --realtime --loop
-    python -m edge.run --validate-config --config configs/edge/default.yaml
+    cplvad run --camera 0 --bundle bundle/
+    cplvad run --camera door=rtsp://user@10.0.0.5/stream --camera clip.mp4 --realtime --loop
+    cplvad run --validate-config --config configs/edge/default.yaml
+
+(``python edge/run.py`` and ``python -m edge.run`` are aliases.)
 
 Settings come from ``--config`` (YAML, see configs/edge/default.yaml), then ``--set key=value`` overrides, then
 the flags below. The MQTT password is read from ``mqtt.password_env`` or ``mqtt.password_file``, never from the
@@ -18,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -29,11 +32,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python edge/run.py): make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge.backends.tensorrt import EngineMismatch, check_engines  # noqa: E402
 from edge.bundle import BundleError, load_bundle  # noqa: E402
+from edge.capture import check_file_source, parse_source  # noqa: E402
 from edge.config import EdgeConfig  # noqa: E402
-from edge.configfile import ConfigError, add_config_arguments, load_config  # noqa: E402
+from edge.configfile import ConfigError, add_config_arguments, load_config, run_main  # noqa: E402
 from edge.mqtt import MqttPublisher, read_password  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
+from edge.outbox import Outbox, OutboxError  # noqa: E402
 from edge.pipeline import (  # noqa: E402
     BundleMismatch,
     JsonlSink,
@@ -49,6 +54,8 @@ log = logging.getLogger("edge.run")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "edge" / "default.yaml"
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# a bad config, bundle, camera file, engine or outbox: exit 2 (systemd does not restart on it)
+USER_ERRORS = (ConfigError, BundleError, BundleMismatch, EngineMismatch, OutboxError, ValueError, FileNotFoundError)
 
 
 class SystemdNotifier:
@@ -86,9 +93,41 @@ class SystemdNotifier:
             self.notify("WATCHDOG=1")
 
 
+SECRET_OPTION = re.compile(r"pas|pw|secret|token|key|cred|auth", re.IGNORECASE)
+
+
+def hide_secrets(message: str, argv: Sequence[str]) -> str:
+    """``message`` with the value of every secret-looking option in ``argv`` (``--mqtt-password X``,
+    ``--token=X``) replaced by ``***``: argparse repeats unknown arguments and bad values in its errors."""
+    secrets = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if not arg.startswith("-") or not SECRET_OPTION.search(name):
+            continue
+        if eq:
+            secrets.append(value)
+        elif i + 1 < len(argv):
+            secrets.append(argv[i + 1])
+    for secret in sorted(filter(None, set(secrets)), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+class QuietParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors never show what was given to a secret-looking option (a mistyped
+    ``--mqtt-password hunter2`` is refused as ``unrecognized arguments: --mqtt-password ***``)."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: object = None):  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(self._argv, namespace)
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(hide_secrets(message, getattr(self, "_argv", sys.argv[1:])))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edge/run.py", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = QuietParser(prog="cplvad run", description=__doc__.split("\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p, EdgeConfig, DEFAULT_CONFIG)
     p.add_argument("--camera", action="append", metavar="[NAME=]SOURCE",
                    help="camera: V4L2 index, RTSP/HTTP URL, video file, csi://N, gst:<pipeline> (repeatable; "
@@ -131,13 +170,25 @@ def resolve_config(args: argparse.Namespace) -> EdgeConfig:
     return load_config(EdgeConfig, args.config, [*args.overrides, *overrides])
 
 
+def check_file_cameras(config: EdgeConfig) -> None:
+    """Refuse file cameras that cannot be read (with --exit-when-done they would be retried forever)."""
+    for source in config.cameras:
+        spec = parse_source(source)
+        problem = check_file_source(spec)
+        if problem is not None:
+            raise ConfigError(f"camera {spec.name}: {spec.display}: {problem}")
+
+
 def validate(config: EdgeConfig) -> None:
-    """Everything that can be checked before starting: password source, bundle, bundle vs runtime."""
+    """Everything that can be checked before starting: password source, bundle, bundle vs runtime, and for
+    ``runtime.backend: tensorrt`` TensorRT itself and the engines this device would run."""
     read_password(config.mqtt)  # raises when the source is missing; the value is never shown
     if not config.cameras:
         raise ConfigError("no camera: give --camera SOURCE or list `cameras:` in the config")
     bundle = load_bundle(config.bundle)
     check_runtime_fit(bundle, config.runtime)
+    if config.runtime.backend == "tensorrt":
+        check_engines(bundle.path, bundle.manifest.files)
     camera_smoother_params(config, bundle.smoother_params())  # the alert sensitivity over the bundle's
 
 
@@ -145,17 +196,24 @@ def run(config: EdgeConfig, args: argparse.Namespace) -> int:
     device = config.device_name
     try:  # everything that a bad config or bundle can break: exit code 2
         bundle = load_bundle(config.bundle)
+        if config.runtime.backend == "tensorrt":  # TensorRT and the engines, before anything starts
+            check_engines(bundle.path, bundle.manifest.files)
         models = open_models(bundle, config.runtime)
         password = read_password(config.mqtt)
         if not config.cameras:
             raise ConfigError("no camera: give --camera SOURCE or list `cameras:` in the config")
         camera_smoother_params(config, models.smoother)
-    except (ConfigError, BundleError, BundleMismatch, ValueError, FileNotFoundError) as err:
+        outbox = Outbox.from_config(config.outbox)
+    except USER_ERRORS as err:
         log.error("%s", err)
         return EXIT_CONFIG
-    outbox = Outbox.from_config(config.outbox)
+    try:
+        jsonl = JsonlSink(config.jsonl) if config.jsonl is not None else None
+    except OSError as err:
+        outbox.close()
+        log.error("jsonl %s: cannot open it for appending (%s)", config.jsonl, err.strerror)
+        return EXIT_CONFIG
     publisher = MqttPublisher(config.resolved_mqtt(), outbox, device, password)
-    jsonl = JsonlSink(config.jsonl) if config.jsonl is not None else None
     sinks = [MqttSink(publisher)] + ([jsonl] if jsonl is not None else [])
     pipeline = Pipeline.from_config(config, models, sinks=sinks, publisher=publisher,
                                     next_seq=lambda camera: functools.partial(outbox.next_seq, camera))
@@ -192,11 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = resolve_config(args)
+        if args.exit_when_done:
+            check_file_cameras(config)
         if args.validate_config:
             validate(config)
             sys.stdout.write(config.to_yaml())
             return EXIT_OK
-    except (ConfigError, BundleError, BundleMismatch, ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         log.error("%s", err)
         return EXIT_CONFIG
     try:
@@ -206,5 +266,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python edge/run.py: an alias of `cplvad run`
+    sys.exit(run_main(main, prog="cplvad run"))

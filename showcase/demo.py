@@ -1,12 +1,12 @@
-"""End to end on one machine, with no real CLIP weights: `make demo` (``python -m showcase.demo [--fast]``).
+"""End to end on one machine, with no real CLIP weights: `make demo` (``cplvad demo [--fast]``).
 
 1. render street scenes with known anomalies (``showcase.scenes``): arson, fighting, explosion, and normal traffic;
-2. extract their snippet features through the device's own path (``train.data.extract``) with the
+2. extract their snippet features through the device's own path (``cplvad extract``) with the
    real-size ViT-B/16 on random weights (``--fast``: a tiny CLIP);
 3. write a dataset in the release layout (train/test lists, frame and segment ground truth of the held-out videos);
-4. train the CPL-VAD teacher (``train.training.teacher``), distil the causal student (``train.training.distill``), export the bundle
-   (``train.export.bundle``);
-5. start a local mosquitto (or use ``--mqtt-host/--mqtt-port``), subscribe, run ``edge/run.py`` on the held-out
+4. train the CPL-VAD teacher (``cplvad train``), distil the causal student (``cplvad distill``), export the bundle
+   (``cplvad export``);
+5. start a local mosquitto (or use ``--mqtt-host/--mqtt-port``), subscribe, run ``cplvad run`` on the held-out
    rendered videos (and, with ``--samples``, on two real sample videos), print events and stats as they arrive;
 6. end with a summary: events against the rendered ground truth (hits, misses, false alarms, category accuracy,
    alert latency), frames/s and per-stage ms.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.configfile import run_main
 from showcase.scenes import FPS as SCENE_FPS
 from train.data.release import save_ground_truth
 from train.data.samples import sample_videos
@@ -76,6 +77,11 @@ def step(title: str, args: list[str], done: Path | None = None, env: dict | None
 
 def py(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def sets(*overrides: str) -> list[str]:
+    """``key=value`` overrides as ``--set key=value`` arguments."""
+    return [arg for override in overrides for arg in ("--set", override)]
 
 
 # ----------------------------------------------------------------------------------------------- dataset
@@ -241,7 +247,7 @@ def realtime_latency(events: list[dict], arrivals: dict[tuple[str, str], float],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="CPL-VAD Edge end to end on rendered scenes and sample videos")
+    parser = argparse.ArgumentParser(prog="cplvad demo", description="CPL-VAD Edge end to end on rendered scenes and sample videos")
     parser.add_argument("--fast", action="store_true", help="tiny CLIP and fewer scenes (~2 minutes)")
     parser.add_argument("--work", type=Path, default=None, help="artifact folder (default demo/ or demo-fast/)")
     parser.add_argument("--fresh", action="store_true", help="discard cached artifacts first")
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     features = work / "features"
     for split in ("train", "test"):
         step(f"extract {split} features (CLIP {plan.clip})",
-             py("-m", "train.data.extract", "--videos", str(scenes / f"{split}.txt"), "--labels",
+             py("-m", "cplvad", "extract", "--videos", str(scenes / f"{split}.txt"), "--labels",
                 str(scenes / "labels.csv"), "--out", str(features / split), "--clip", plan.clip, "--backend", "onnx",
                 "--encode-every", str(plan.encode_every), "--crops", "1"),
              features / split / "list.csv")
@@ -276,12 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (dataset / "gt_label.npy").exists():
         write_dataset(scenes, features, dataset)
     teacher, student, bundle = work / "teacher", work / "student", work / "bundle"
-    step("train the teacher", py("-m", "train.training.teacher", "--config", "configs/train/demo.yaml", f"data.dir={dataset}",
-                                 f"out={teacher}", *plan.teacher_overrides), teacher / "metrics.json")
-    step("distil the student", py("-m", "train.training.distill", "--teacher", str(teacher), "--config",
-                                  "configs/distill/demo.yaml", f"out={student}", *plan.distill_overrides),
+    step("train the teacher", py("-m", "cplvad", "train", "--config", "configs/train/demo.yaml", "--data", str(dataset),
+                                 "--out", str(teacher), *sets(*plan.teacher_overrides)), teacher / "metrics.json")
+    step("distil the student", py("-m", "cplvad", "distill", "--teacher", str(teacher), "--config",
+                                  "configs/distill/demo.yaml", "--out", str(student), *sets(*plan.distill_overrides)),
          student / "student.pt")
-    step("export the bundle", py("-m", "train.export.bundle", "--run", str(student), "--out", str(bundle), "--clip",
+    step("export the bundle", py("-m", "cplvad", "export", "--run", str(student), "--out", str(bundle), "--clip",
                                  plan.clip, "--encode-every", str(plan.encode_every)), bundle / "manifest.json")
 
     broker = None
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     jsonl.unlink(missing_ok=True)
 
     def edge_command(device_name: str, cams: list[str], *extra: str) -> list[str]:
-        command = [sys.executable, "edge/run.py", "--bundle", str(bundle), "--mqtt-host", host, "--mqtt-port",
+        command = [sys.executable, "-m", "cplvad", "run", "--bundle", str(bundle), "--mqtt-host", host, "--mqtt-port",
                    str(port), "--device-name", device_name, "--exit-when-done", "--set",
                    f"outbox.path={work / f'outbox-{device_name}.sqlite3'}", "--set", "stats.interval_s=5", *extra]
         for cam in cams:
@@ -318,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     live_received = Received()
     live_viewer = subscribe(host, port, f"cplvad/{device}-live", live_received)
     try:
-        step(f"edge/run.py on {len(cameras)} cameras", edge_command(device, cameras, "--jsonl", str(jsonl)))
+        step(f"cplvad run on {len(cameras)} cameras", edge_command(device, cameras, "--jsonl", str(jsonl)))
         for name in ([] if args.no_realtime else sorted(live.values())):  # one at a time
-            step(f"edge/run.py --realtime on {name} (alert latency in seconds)",
+            step(f"cplvad run --realtime on {name} (alert latency in seconds)",
                  edge_command(f"{device}-live", [f"{name}={scenes / 'videos' / name}.mp4"], "--realtime"))
         time.sleep(1.0)  # the last messages
     finally:
@@ -378,5 +384,5 @@ def print_summary(s: dict, work: Path) -> None:
     print("\n".join(lines))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an alias of `cplvad demo`
+    raise SystemExit(run_main(main, prog="cplvad demo"))

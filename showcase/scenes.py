@@ -31,7 +31,7 @@ Output (``--out DIR``)::
 
 which is what the feature extractor reads::
 
-    python -m train.data.extract --videos DIR/train.txt --labels DIR/labels.csv --out FEATURES/train
+    cplvad extract --videos DIR/train.txt --labels DIR/labels.csv --out FEATURES/train
 
 The output is deterministic per ``--seed`` (same frames; the mp4 bytes depend on the OpenCV build's encoder).
 
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     write_scenes(args.out, specs, seed=args.seed)
     counts = {split: sum(s.split == split for s in specs) for split in ("train", "test")}
-    log.info("wrote %d videos (%d train, %d test) x %d frames to %s; next: python -m train.data.extract "
+    log.info("wrote %d videos (%d train, %d test) x %d frames to %s; next: cplvad extract "
              "--videos %s --labels %s --out <features>", len(specs), counts["train"], counts["test"], frames,
              args.out, args.out / "train.txt", args.out / "labels.csv")
     return 0

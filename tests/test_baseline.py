@@ -54,10 +54,10 @@ def test_config_file_and_bad_key() -> None:
         load_config(MILConfig, DEFAULT_CONFIG, ["epoch=3"])
 
 
-def test_short_run_beats_chance(tmp_path: Path, shared_data: Path) -> None:
+def test_short_run_beats_chance(tmp_path: Path) -> None:
     data = tmp_path / "ucf"
-    generate("ucf", data, seed=1, scale=0.03, data_dir=shared_data)
-    main(["--data", str(data), "--out", str(tmp_path / "run"), "seed=1"])
+    generate("ucf", data, seed=1, scale=0.03)
+    main(["--data", str(data), "--out", str(tmp_path / "run"), "--set", "seed=1"])
 
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert metrics["auc"] > 0.6

@@ -190,7 +190,7 @@ def _labelled_data(folder: Path, window: int) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.edge_fps import build_random_bundle
+    from train.export.bundle import build_random_bundle
 
     from edge.smoother import SmootherParams
     from train.models.student import StudentConfig

@@ -68,6 +68,7 @@ def write_dataset(root: Path, seed: int = 0) -> Path:
 
 def build_student_run(root: Path) -> tuple[Path, Path]:
     """(teacher run, student run) under ``root``, built once per pytest run (test_export reuses them)."""
+    from train.evaluation.stream import evaluate_run
     from train.training.distill import run as distill
     from train.training.teacher import TrainConfig, run as train_teacher
 
@@ -85,11 +86,12 @@ def build_student_run(root: Path) -> tuple[Path, Path]:
         "teacher": str(teacher), "out": str(student), "device": "cpu", "threads": 1,
         "student": {"d_model": 32, "num_heads": 2, "num_levels": 2, "window": WINDOW, "attn_span": 4},
         "optim": {"lr": 3e-3, "batch_size": 8, "epochs": 6}}))
+    evaluate_run(student)  # what `cplvad distill` chains after the distillation
     return teacher, student
 
 
 @pytest.fixture(scope="module")
-def runs(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+def runs(tmp_path_factory) -> tuple[Path, Path]:
     return build_student_run(tmp_path_factory.getbasetemp() / "h8_runs")
 
 
@@ -206,11 +208,11 @@ def test_distillation_fits_the_teacher_targets(runs: tuple[Path, Path]) -> None:
 
 
 def test_streaming_batched_equals_the_device_loop(runs: tuple[Path, Path]) -> None:
-    from train.evaluation.stream import load_student, stream_batched, stream_loop
+    from train.evaluation.stream import stream_batched, stream_loop
     from train.models.text import load_text_embeddings
 
     _, student_run = runs
-    student, _ = load_student(student_run)
+    student, _ = Student.load_run(student_run)
     text = torch.from_numpy(load_text_embeddings(student_run / "text_embeddings.npz").embeddings)
     feats = np.load(student_run.parent / "data/features/test1__0.npy")
     n = feats.shape[0]

@@ -10,15 +10,15 @@ import torch
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import HEAD_INPUTS, HEAD_OUTPUTS, file_sha256, load_bundle
 from tests.test_distill import WINDOW, build_student_run
+from train.models.student import Student
 from train.export.bundle import export_bundle, sample_windows
-from train.evaluation.stream import load_student
 
 
 # exporting two models and verifying them takes some 20-30 s: the tests that need the bundle are marked slow
 
 
 @pytest.fixture(scope="module")
-def bundle(shared_data, tmp_path_factory) -> tuple[Path, Path, Path]:
+def bundle(tmp_path_factory) -> tuple[Path, Path, Path]:
     teacher, student = build_student_run(tmp_path_factory.getbasetemp() / "h8_runs")
     out = tmp_path_factory.mktemp("bundle")
     export_bundle(student, out, clip="tiny", encode_every=2)
@@ -49,7 +49,7 @@ def test_bundle_loads_on_the_edge_and_head_matches_torch(bundle: tuple[Path, Pat
 
     head = OnnxRuntimeBackend(b.file("head"))
     assert tuple(s.name for s in head.inputs) == HEAD_INPUTS and tuple(s.name for s in head.outputs) == HEAD_OUTPUTS
-    student, _ = load_student(run)
+    student, _ = Student.load_run(run)
     feats = np.load(run.parent / "data/features/test3__0.npy")
     x, mask = sample_windows([feats], b.window)
     for batch in (1, len(x)):  # dynamic batch
@@ -77,7 +77,7 @@ def test_threshold_is_a_quantile_of_normal_training_scores(bundle: tuple[Path, P
     assert info["source"] == "normal training videos" and info["quantile"] == 0.995 and info["videos"] >= 1
     params = b.smoother_params()
     assert params.theta_on == params.theta_off and (params.m, params.g) == (5, 7)  # UCF CAR defaults kept
-    student, _ = load_student(run)
+    student, _ = Student.load_run(run)
     text = torch.from_numpy(b.text_embeddings)
     split = read_split(run.parent / "data/train.csv")
     scores = np.concatenate([snippet_scores(stream_batched(student, v.load(0), text), params)[0]

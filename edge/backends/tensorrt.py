@@ -42,7 +42,7 @@ PRECISIONS = ("int8", "fp16", "fp32")
 _LENGTH = struct.Struct("<I")
 _NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+)\.(?P<precision>int8|fp16|fp32)\.trt(?P<trt>\d+\.\d+)"
                    r"\.sm(?P<sm>\d+)\.engine$")
-REBUILD = "rebuild it on this device with `make engine` (python -m calibration.engine --bundle BUNDLE)"
+REBUILD = "rebuild it on this device with `make engine` (cplvad engine --bundle BUNDLE)"
 
 
 class EngineMismatch(RuntimeError):
@@ -304,3 +304,53 @@ class TensorRTBackend:
             self._buffers[name].to_host(self.stream)
         cuda_call(cudart, cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return {name: host.copy() for name, host in hosts.items()}
+
+
+# ----------------------------------------------------------------------------------------------- up-front checks
+
+
+def tensorrt_environment(device: int = 0) -> tuple[str, str]:
+    """(TensorRT version, GPU SM) of this machine; EngineMismatch saying what is missing when TensorRT, cuda-python
+    or a CUDA GPU is not there (checked before a run starts, so a misconfigured device exits 2)."""
+    try:
+        import tensorrt as trt  # type: ignore[import-not-found]
+    except ImportError as err:
+        raise EngineMismatch(f"runtime.backend=tensorrt but TensorRT is not importable ({err}); install JetPack's "
+                             "TensorRT Python bindings on the Jetson, or run with --backend onnxruntime") from None
+    try:
+        _, sm = gpu_info(device)
+    except ImportError as err:
+        raise EngineMismatch(f"runtime.backend=tensorrt but cuda-python is not importable ({err}); install it on the "
+                             "Jetson, or run with --backend onnxruntime") from None
+    except Exception as err:  # CUDA errors when there is no driver or no GPU
+        raise EngineMismatch(f"runtime.backend=tensorrt but no CUDA GPU {device} is usable "
+                             f"({type(err).__name__}: {err})") from None
+    return trt.__version__, sm
+
+
+def engines_for(folder: str | Path, files: Mapping[str, str], tensorrt: str, sm: str,
+                models: tuple[str, ...] = ("clip_visual", "head")) -> dict[str, Path]:
+    """The engine each model of a bundle would run with on this TensorRT and GPU, checked: present
+    (FileNotFoundError), ours and intact (ValueError), built for this TensorRT and GPU from the bundle's own ONNX
+    file (EngineMismatch). ``files``: the bundle manifest's sha256 per file name."""
+    found = {}
+    for model in models:
+        path = find_engine(folder, model, tensorrt, sm)
+        if path is None:
+            raise FileNotFoundError(f"no TensorRT engine for {model} (TensorRT {trt_major_minor(tensorrt)}, GPU sm{sm}) "
+                                    f"in {folder}: expected {engine_name(model, 'fp16', tensorrt, sm)} or another "
+                                    f"precision; {REBUILD}")
+        header, _ = read_engine(path)
+        source = files.get(header.source_onnx)
+        if source is None:
+            raise EngineMismatch(f"{path}: built from {header.source_onnx}, which the bundle's manifest does not "
+                                 f"list; {REBUILD}")
+        check_header(header, tensorrt=tensorrt, sm=sm, source_sha256=source, where=str(path))
+        found[model] = path
+    return found
+
+
+def check_engines(folder: str | Path, files: Mapping[str, str]) -> dict[str, Path]:
+    """:func:`engines_for` on this machine's TensorRT and GPU (:func:`tensorrt_environment`)."""
+    tensorrt, sm = tensorrt_environment()
+    return engines_for(folder, files, tensorrt, sm)

@@ -1,6 +1,6 @@
 """CLIP snippet features of your own videos, in the VadCLIP format the training code reads.
 
-    python -m train.data.extract --videos DIR_OR_LIST --out DIR --clip SOURCE [--crops 1|5|10] [--encode-every K]
+    cplvad extract --videos DIR_OR_LIST --out DIR --clip SOURCE [--crops 1|5|10] [--encode-every K]
         [--backend torch|onnx] [--labels FILE] [--batch N] [--shard I/N] [--merge]
     torchrun --nproc-per-node 4 -m train.data.extract --videos ... --out DIR --clip SOURCE   # one shard per rank
 
@@ -53,6 +53,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.backends import InferenceBackend
+from edge.configfile import run_main
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, PreprocessSpec, center_crop, \
     check_frame, normalize, resize_shorter_side
 from edge.snippets import DEFAULT_ENCODE_EVERY, SnippetAccumulator, encoded_offsets, snippet_count
@@ -381,7 +382,7 @@ def run(videos: list[Path], out: Path, backend: InferenceBackend, *, n_crops: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.data.extract",
+    parser = argparse.ArgumentParser(prog="cplvad extract",
                                      description="CLIP snippet features of videos, VadCLIP format",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--videos", required=True, type=Path, help="folder of videos, or a text file listing them")
@@ -448,5 +449,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an alias of `cplvad extract`
+    raise SystemExit(run_main(main, prog="cplvad extract"))

@@ -16,7 +16,7 @@ of three layouts (:data:`LAYOUTS`; :func:`locate` finds which, so the public rel
 The release's lists hold the authors' absolute paths (``/home/.../UCFClipFeatures/Abuse/Abuse001_x264__0.npy``,
 ``/home/.../XDTrainClipFeatures/<video>__0.npy``): pass ``feature_root``, the folder the feature archives were
 unpacked into, and each path is found by its trailing ``<archive dir>/<class dir>/<file>``, ``<class dir>/<file>``
-or ``<file>``. ``python -m train.data.synth`` writes our layout.
+or ``<file>``. ``cplvad synth`` writes our layout.
 
 Training uses one crop per access (random, or seeded by ``seed``/epoch) and a fixed length: longer videos are
 average-pooled into uniform bins, shorter ones zero-padded with a mask. Testing uses one crop per video (the

@@ -1,6 +1,6 @@
 """A CLIP-feature benchmark on the REAL UCF-Crime / XD-Violence layouts.
 
-``python -m train.data.synth --layout ucf|xd --out DIR --seed N [--scale F] [--dtype float16|float32]``
+``cplvad synth --layout ucf|xd --out DIR --seed N [--scale F] [--dtype float16|float32]``
 
 writes a dataset in the VadCLIP release format (see :mod:`train.data.release`): ``train.csv``, ``test.csv``,
 ``features/<video>__<crop>.npy`` [T,512], ``gt_frames.npy``, ``gt_segment.npy``, ``gt_label.npy``, plus
@@ -46,7 +46,7 @@ on seed 1 the MLP MIL baseline scored 0.75 at scale 0.1 but 0.51 at scale 0.3 (m
 and a linear MIL head 0.30 (anti-correlated). With distractors mostly benign (g is a useful but imperfect cue,
 as "activity" is in real CLIP features) the same baseline scores 0.88 at scale 0.1 and 0.83 at 0.3 (seed 1),
 and on seed 0 UCF AUC 0.884 / AP 0.517 / mAP 19.0, XD AUC 0.899 / AP 0.758 / mAP 31.9
-(``python -m train.training.baseline``, configs/train/mil.yaml).
+(``cplvad baseline``, configs/train/mil.yaml).
 Subtle anomalies, soft edges, class confusions and distractors keep it from being trivial.
 
 Defaults: ``--scale 0.1`` (161 UCF / 421 XD training videos, all crops) and float16 files: about 0.4 GB (UCF)
@@ -68,6 +68,7 @@ import numpy as np
 from scipy.signal import lfilter
 from tqdm import tqdm
 
+from edge.configfile import run_main
 from edge.snippets import EMBED_DIM, FRAMES_PER_SNIPPET
 from train.data.layouts import SOURCES, frames_from_runs, load_layout, split_by_counts
 from train.data.release import CROPS
@@ -411,7 +412,7 @@ def parse_knobs(settings: list[str]) -> Knobs:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.data.synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=sorted(SOURCES), required=True)
     parser.add_argument("--out", required=True, help="dataset folder to write")
     parser.add_argument("--seed", type=int, default=0)
@@ -423,14 +424,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder of the original annotation, gt and text-embedding files (default: the "
                              "compact copies shipped in train/data/public/)")
     parser.add_argument("--force", action="store_true", help="replace an existing generated dataset")
-    parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
-                        help="change a generator knob (repeatable), e.g. --knob distractor_rate=3")
+    parser.add_argument("--set", "--knob", dest="knob", action="append", default=[], metavar="KNOB=VALUE",
+                        help="change a generator knob (repeatable), e.g. --set distractor_rate=3")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     generate(args.layout, args.out, args.seed, args.scale, args.dtype, knobs=parse_knobs(args.knob),
              data_dir=args.data_dir, force=args.force)
-    log.info("next: python -m train.training.baseline --data %s --out runs/mil_%s", args.out, args.layout)
+    log.info("next: cplvad baseline --data %s --out runs/mil_%s", args.out, args.layout)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # an alias of `cplvad synth`
+    raise SystemExit(run_main(main, prog="cplvad synth"))

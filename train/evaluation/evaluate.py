@@ -1,6 +1,6 @@
 """Score a model's test-set outputs under the VadCLIP protocol (see :mod:`train.evaluation.metrics`).
 
-    python -m train.evaluation.evaluate --scores S.npz --data DIR --out metrics.json
+    cplvad eval --scores S.npz --data DIR --out metrics.json
 
 ``S.npz`` holds ``binary/<video>`` anomaly scores [T] and, optionally, ``classes/<video>`` class
 probabilities [T, M], at snippet rate, for every video of ``DIR/test.csv``. ``DIR`` is a dataset folder in
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.configfile import run_main
 from train.data.release import load_ground_truth
 from train.evaluation.metrics import evaluate_scores
 
@@ -55,7 +56,7 @@ def format_table(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.evaluation.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scores", required=True, type=Path,
                         help="npz with binary/<video> [T] and optionally classes/<video> [T,M]")
     parser.add_argument("--data", required=True, type=Path,
@@ -84,5 +85,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # an alias of `cplvad eval --scores FILE`
+    raise SystemExit(run_main(main, prog="cplvad eval"))

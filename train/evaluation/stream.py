@@ -1,10 +1,10 @@
 """Evaluate the student as the device runs it, beside the teacher and the student run offline.
 
-    python -m train.evaluation.stream --run STUDENT_RUN [--data DIR] [--batch 256]
+    cplvad eval --run STUDENT_RUN [--data DIR] [--batch 256]
 
 Three rows on the test set, scored with the same metrics (``train.evaluation.metrics.evaluate_scores``):
 
-  teacher            ``train.training.teacher.infer_video``: whole video in chunks, sigmoid / softmax of the level means
+  teacher            ``CPLVAD.predict_video``: whole video in chunks, sigmoid / softmax of the level means
   student offline    the student on the video cut into consecutive W-snippet windows
   student streaming  the device's loop: a ``FeatureRing`` of W; for every new snippet the student runs on the
                      window and the outputs of the newest valid row go to the ``CausalSmoother``
@@ -31,31 +31,21 @@ import torch
 from tqdm import tqdm
 
 from edge import car
-from edge.configfile import load_config
+from edge.configfile import load_config, run_main
 from edge.ringbuffer import FeatureRing
 from edge.smoother import SmootherParams
 from edge.stream import HeadFn, SnippetOutputs, smooth, stream_outputs
 from train.data.release import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, load_split, unchunk
-from train.training.distill import DistillConfig, load_teacher
+from train.training.distill_config import DistillConfig
 from train.evaluation.metrics import evaluate_scores
+from train.models.cplvad import CPLVAD
 from train.models.student import Student
 from train.models.text import load_text_embeddings
-from train.training.teacher import infer_video
 
 log = logging.getLogger(__name__)
 
 
 StudentOutputs = SnippetOutputs  # the student's outputs for one video, one row per snippet: levels [N, L], classes [N, L, M]
-
-
-def load_student(run: str | Path, device: torch.device | str = "cpu") -> tuple[Student, dict]:
-    """``RUN/student.pt`` -> (model in eval mode, the checkpoint's metadata: teacher, dataset, classes...)."""
-    path = Path(run) / "student.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; expected the out folder of train.training.distill")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = {k: v for k, v in ckpt.items() if k not in ("model",)}
-    return Student.from_checkpoint(ckpt).to(device).eval(), meta
 
 
 def smoother_params(dataset: str) -> SmootherParams:
@@ -149,7 +139,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
     run = Path(run)
     device = torch.device(device)
     cfg = load_config(DistillConfig, run / "config.yaml")
-    student, meta = load_student(run, device)
+    student, meta = Student.load_run(run, device)
     text_file = load_text_embeddings(run / "text_embeddings.npz")
     if list(text_file.classes) != list(meta["classes"]):
         raise ValueError(f"{run / 'text_embeddings.npz'}: classes {text_file.classes} differ from the student's "
@@ -159,12 +149,12 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
     truth = load_ground_truth(data_dir, feature_root=cfg.feature_root, dataset=meta.get("dataset"))
     test = load_split(data_dir, "test", truth.label_map.dataset, cfg.feature_root)
     params = smoother_params(truth.label_map.dataset)
-    teach = None
+    teach, teacher_text = None, None
     if teacher and cfg.teacher and Path(cfg.teacher).is_dir():
-        teach = load_teacher(cfg.teacher, device)
+        teach, teacher_file = CPLVAD.load_run(cfg.teacher, device)
+        teacher_text = torch.from_numpy(teacher_file.embeddings).to(device)
     elif teacher:
         log.warning("teacher run %s not found: the teacher row is left out", cfg.teacher)
-    teacher_text = torch.from_numpy(teach.text.embeddings).to(device) if teach else None
 
     binary: dict[str, dict[str, np.ndarray]] = {row: {} for row in ROWS}  # row -> video -> [N]
     classes: dict[str, dict[str, np.ndarray]] = {row: {} for row in ROWS}  # row -> video -> [N, M]
@@ -173,7 +163,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
     for video in tqdm(test.videos, desc="stream eval", unit="video", leave=False):
         feats, name = video.load(0), video.name
         if teach is not None:
-            o = infer_video(teach.model, feats, device, teacher_text, chunk_len=teach.model.config.max_len)
+            o = teach.predict_video(feats, teacher_text)
             binary["teacher"][name], classes["teacher"][name] = o.binary, o.classes
         start = time.perf_counter()
         binary["student offline"][name], classes["student offline"][name] = \
@@ -203,8 +193,10 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.evaluation.stream", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path, help="student run folder (train.training.distill's out)")
+    parser = argparse.ArgumentParser(prog="cplvad eval", description=__doc__.splitlines()[0],
+                                     epilog="cplvad eval --scores FILE --data DIR --out FILE evaluates a scores file "
+                                            "instead (cplvad eval --scores x --help)")
+    parser.add_argument("--run", required=True, type=Path, help="student run folder (cplvad distill's out)")
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
     parser.add_argument("--batch", type=int, default=256, help="streaming windows per forward pass")
     parser.add_argument("--no-teacher", action="store_true", help="skip the teacher row")
@@ -213,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         evaluate_run(args.run, args.data, args.device, args.batch, teacher=not args.no_teacher)
-    except (FileNotFoundError, ValueError) as err:
+    except ValueError as err:
         log.error("%s", err)
-        return 1
+        return 2
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # an alias of `cplvad eval --run RUN`
+    raise SystemExit(run_main(main, prog="cplvad eval"))

@@ -1,6 +1,6 @@
 """Export a distilled student run to a model bundle the device loads (``edge.bundle``).
 
-    python -m train.export.bundle --run STUDENT_RUN --out bundle/ --clip SOURCE [--encode-every K]
+    cplvad export --run STUDENT_RUN --out bundle/ --clip SOURCE [--encode-every K]
 
 ``--clip`` is required (``--clip random`` builds on random weights, for demos and tests only) and must be the
 encoder the run's features were extracted with, and ``--encode-every`` (default: the features' policy, else
@@ -36,8 +36,8 @@ import torch
 import transformers
 
 from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, file_sha256, load_bundle
-from edge.configfile import load_config
+from edge.bundle import MANIFEST, SCHEMA_VERSION, Manifest, write_manifest
+from edge.configfile import load_config, run_main
 from edge.preprocess import CLIP_VIT_B16
 from edge.ringbuffer import gather_windows, window_index
 from edge.smoother import SmootherParams
@@ -45,10 +45,10 @@ from edge.snippets import DEFAULT_ENCODE_EVERY, EMBED_DIM, FRAMES_PER_SNIPPET, e
 from train.data.provenance import check_export, label, read_run
 from train.models.clip_source import describe, identity, is_random
 from train.data.release import load_split
-from train.training.distill import DistillConfig
+from train.training.distill_config import DistillConfig
 from train.export.clip import OPSET, export_clip, matches
-from train.evaluation.stream import load_student, smoother_params, snippet_scores, stream_batched
-from train.models.student import Student
+from train.evaluation.stream import smoother_params, snippet_scores, stream_batched
+from train.models.student import Student, StudentConfig
 from train.models.text import load_text_embeddings
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str, encode_every: 
     if text_identity and text_identity.get("random"):
         log.warning("!!! the run %s learned its category prompts through %s: category names are meaningless "
                     "outside tests and demos !!!", run, label(text_identity))
-    student, meta = load_student(run)
+    student, meta = Student.load_run(run)
     cfg = load_config(DistillConfig, run / "config.yaml")
     text = load_text_embeddings(run / TEXT_FILE)
     if list(text.classes) != list(meta["classes"]):
@@ -255,18 +255,44 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str, encode_every: 
         | {"head_check": asdict(check) | {"budget": MAX_ABS_DIFF}, "threshold": threshold},
         versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                   "transformers": transformers.__version__, "opset": opset},
-        files={name: file_sha256(out / name) for name in files},
+        files={},
     )
-    (out / MANIFEST).write_text(manifest.to_json())
-    load_bundle(out)  # the device's own loader must accept it
+    manifest = write_manifest(out, manifest, rehash=files).manifest  # the device's own loader must accept it
     size = sum((out / name).stat().st_size for name in files) / 1e6
-    log.info("bundle %s: %s (%.1f MB) in %.1f s; next: python edge/run.py --bundle %s --camera 0", out,
+    log.info("bundle %s: %s (%.1f MB) in %.1f s; next: cplvad run --bundle %s --camera 0", out,
              ", ".join(files), size, time.perf_counter() - start, out)
     return manifest
 
 
+def build_random_bundle(out: str | Path, *, clip: str, student: StudentConfig, classes: tuple[str, ...],
+                        encode_every: int, smoother: SmootherParams, seed: int = 0) -> Path:
+    """A bundle of random-weight models (``clip``: 'tiny' or 'random'), for tests and benchmarks: the CLIP export,
+    :func:`export_head` and the one manifest writer, without a distilled run (which :func:`export_bundle` needs)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    export_clip(clip, out / CLIP_FILE, seed=seed, verify_frames=2)
+    (out / CLIP_FILE).with_suffix(".json").unlink()
+    levels = student.num_levels
+    text = np.random.default_rng(seed).normal(size=(levels, len(classes), EMBED_DIM)).astype(np.float32)
+    torch.manual_seed(seed)
+    export_head(Student(student).eval(), text, out / HEAD_FILE)
+    np.savez(out / TEXT_FILE, classes=np.array(classes), embeddings=text, hash=np.array(f"random-{seed}"),
+             source=np.array(clip))
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, version=f"random-{seed}", created="2026-01-01T00:00:00+00:00", dataset="ucf",
+        classes=classes, snippet={"frames_per_snippet": FRAMES_PER_SNIPPET, "encode_every": encode_every,
+                                  "embed_dim": EMBED_DIM},
+        preprocess=CLIP_VIT_B16.to_dict(), window=student.window, levels=levels,
+        smoother=asdict(smoother), clip={"source": clip, "random": True},
+        models={"head": {"file": HEAD_FILE, "precision": "fp32"},
+                "clip_visual": {"file": CLIP_FILE, "precision": "fp32"}},
+        text_embeddings={"file": TEXT_FILE, "hash": f"random-{seed}"}, files={})
+    write_manifest(out, manifest, rehash=(HEAD_FILE, CLIP_FILE, TEXT_FILE))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.export.bundle", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad export", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="student run folder (train.training.distill's out)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--clip", help="CLIP image encoder the features were extracted with: a Hugging Face id "
@@ -299,5 +325,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an alias of `cplvad export`
+    raise SystemExit(run_main(main, prog="cplvad export"))

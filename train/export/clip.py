@@ -184,7 +184,7 @@ def export_clip(source: str | Path, out: str | Path, *, seed: int = 0, opset: in
         "verify": asdict(check),
     }
     sidecar_path(path).write_text(json.dumps(sidecar, indent=2) + "\n")
-    log.info("exported %s (%.1f MB, opset %d) in %.1f s; next: python -m train.data.extract --backend onnx "
+    log.info("exported %s (%.1f MB, opset %d) in %.1f s; next: cplvad extract --backend onnx "
              "--onnx %s --clip %s --videos DIR --out DIR", path, sidecar["bytes"] / 1e6, opset,
              time.perf_counter() - start, path, source)
     return sidecar

@@ -1,6 +1,6 @@
 """Recompute the text cache for a new category list with the teacher's learned prompt tokens (no retraining).
 
-    python -m train.export.prompts --run RUN --classes "normal,fighting,...,falling" --out bundle/text_embeddings.npz
+    cplvad prompts --run RUN --classes "normal,fighting,...,falling" --out bundle/text_embeddings.npz
 
 RUN is a teacher run (``teacher.pt``) or a student run (whose checkpoint names its teacher). The prompts
 ``[SOT] a video of the <class> [ctx] [LEVEL_i] [NORMAL|ABNORMAL] [EOT]`` run through the frozen CLIP text encoder
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from edge.bundle import MANIFEST, file_sha256, load_bundle
+from edge.bundle import MANIFEST, TextFile, parse_manifest, write_manifest
+from edge.configfile import run_main
 from train.models.cplvad import CPLVADConfig
 from train.models.text import PromptLearner, TextEmbeddings, save_text_embeddings, text_embeddings
 
@@ -67,8 +68,9 @@ def recompute(run: str | Path, class_names: Sequence[str], out: str | Path, leve
         raise ValueError(f"classes {list(class_names)}: expected at least two distinct names, the normal class first")
     teacher_pt, student_levels = teacher_checkpoint(run)
     bundle_manifest = out.parent / MANIFEST
-    manifest = json.loads(bundle_manifest.read_text()) if bundle_manifest.is_file() else None
-    levels = levels or (manifest["levels"] if manifest else None) or student_levels
+    manifest = (parse_manifest(json.loads(bundle_manifest.read_text()), where=str(bundle_manifest))
+                if bundle_manifest.is_file() else None)
+    levels = levels or (manifest.levels if manifest else None) or student_levels
     prompts = load_prompts(teacher_pt, names)
     emb = text_embeddings(prompts, names)
     if levels is not None:
@@ -77,17 +79,15 @@ def recompute(run: str | Path, class_names: Sequence[str], out: str | Path, leve
         emb = TextEmbeddings(names, emb.embeddings[:levels].copy(), f"{emb.hash}-l{levels}", emb.source)
     save_text_embeddings(out, emb)
     if manifest is not None:
-        manifest["classes"] = list(names)
-        manifest["text_embeddings"] = {"file": out.name, "hash": emb.hash}
-        manifest["files"][out.name] = file_sha256(out)
-        bundle_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-        load_bundle(out.parent)
+        updated = manifest.model_copy(update={"classes": names, "text_embeddings": TextFile(file=out.name,
+                                                                                             hash=emb.hash)})
+        write_manifest(out.parent, updated, rehash=[out.name])
         log.info("updated %s: %d classes", bundle_manifest, len(names))
     return emb
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.export.prompts", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad prompts", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="teacher or student run folder")
     parser.add_argument("--classes", required=True, help="comma-separated class names, the normal class first")
     parser.add_argument("--out", required=True, type=Path, help="text_embeddings.npz to write (in a bundle: updated)")
@@ -105,5 +105,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an alias of `cplvad prompts`
+    raise SystemExit(run_main(main, prog="cplvad prompts"))

@@ -18,17 +18,24 @@ The config is saved with the weights (``checkpoint``) and is authoritative on lo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from train.data.labels import UCF
+from train.data.release import chunk, unchunk
+
+if TYPE_CHECKING:
+    from train.models.text import TextEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +297,17 @@ class CPLVADPrediction:
     binary: Tensor  # (B, T) anomaly probability: sigmoid of the level-mean logit
     classes: Tensor  # (B, T, M) class probabilities: softmax of the level-mean logits
     levels: Tensor  # (B, L, T) per-level anomaly probabilities (the input of CAR)
+    class_levels: Tensor  # (B, L, T) per-level C-branch anomaly probabilities 1 - P_c[normal]
+
+
+@dataclass
+class VideoOutputs:
+    """One video's outputs at the native snippet rate (:meth:`CPLVAD.predict_video`)."""
+
+    binary: np.ndarray  # [N] B-branch anomaly probability
+    classes: np.ndarray  # [N, M] C-branch class probabilities
+    binary_levels: np.ndarray  # [L, N] per-level B-branch probabilities (CAR input)
+    class_levels: np.ndarray  # [L, N] per-level C-branch anomaly probabilities 1 - P_c[normal]
 
 
 def upsample_levels(levels: Sequence[Tensor], length: int) -> Tensor:
@@ -384,7 +402,50 @@ class CPLVAD(nn.Module):
             binary=torch.sigmoid(binary.mean(1)) * valid[..., 0],
             classes=classes.mean(1).softmax(-1) * valid,
             levels=torch.sigmoid(binary) * valid[:, None, :, 0],
+            class_levels=(1 - classes.softmax(-1)[..., 0]) * valid[:, None, :, 0],
         )
+
+    @torch.no_grad()
+    def predict_video(self, features: np.ndarray, text: Tensor | None = None, chunk_len: int | None = None,
+                      bf16: bool = False) -> VideoOutputs:
+        """A whole video [N, 512] in consecutive chunks of ``chunk_len`` snippets (default: the training length
+        ``max_len``; the test protocol) -> its outputs at the native rate. ``bf16``: autocast the forward pass."""
+        device = next(self.parameters()).device
+        n = features.shape[0]
+        x, mask = chunk(features, chunk_len or self.config.max_len)  # (K, T, 512), (K, T)
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            p = self.predict(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device), text)
+
+        def flat(t: Tensor) -> np.ndarray:  # (K, T, ...) -> (N, ...)
+            return unchunk(t.float().cpu().numpy(), n)
+
+        return VideoOutputs(binary=flat(p.binary), classes=flat(p.classes),
+                            binary_levels=flat(p.levels.transpose(1, 2)).T.copy(),  # (L, N)
+                            class_levels=flat(p.class_levels.transpose(1, 2)).T.copy())
+
+    @classmethod
+    def load_run(cls, run: str | Path, device: torch.device | str = "cpu") -> tuple[CPLVAD, TextEmbeddings]:
+        """A teacher run folder (``cplvad train``'s out) -> (the model in eval mode, its cached text embeddings F_T).
+
+        The model is rebuilt without its text encoder: pass the cached F_T (``torch.from_numpy(text.embeddings)``).
+        """
+        from train.models.text import load_text_embeddings  # transformers only where the text is needed
+
+        run = Path(run)
+        for name in ("teacher.pt", "text_embeddings.npz"):
+            if not (run / name).is_file():
+                raise FileNotFoundError(f"teacher run {run}: {name} not found; expected the out folder of "
+                                        "cplvad train")
+        ckpt = torch.load(run / "teacher.pt", map_location="cpu", weights_only=True)
+        # the learned prompts are not needed here: their output F_T is the cached text_embeddings.npz
+        ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompts.")}
+        model = cls.from_checkpoint(ckpt, text_source=None).to(device).eval()
+        text = load_text_embeddings(run / "text_embeddings.npz")
+        if text.classes != model.config.class_names:
+            raise ValueError(f"{run / 'text_embeddings.npz'}: classes {text.classes} differ from the teacher's "
+                             f"{model.config.class_names}")
+        return model, text
 
     # --- checkpoints: the config travels with the weights; the frozen CLIP weights are rebuilt from it
 

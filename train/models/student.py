@@ -24,25 +24,30 @@ The config is saved with the weights (``checkpoint``) and is authoritative on lo
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+
+from edge.configfile import StrictModel
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StudentConfig:
+class StudentConfig(StrictModel):
+    """The student's architecture: the ``student`` section of the distillation config, saved with the weights and
+    authoritative on load."""
+
     feature_dim: int = 512  # input snippet features (CLIP ViT-B/16 projection)
     d_model: int = 256
     num_heads: int = 4
-    num_levels: int = 3  # level l looks back at dilation 2^l (the teacher's strides 1, 2, 4, ...)
+    num_levels: int = 3  # level l looks back at dilation 2^l (the teacher's strides 1, 2, 4, ...): <= the teacher's levels
     window: int = 64  # W: snippets per input window (the device's ring buffer)
     attn_span: int = 8  # keys per query: the position itself and span - 1 predecessors at the level's dilation
     blocks_per_level: int = 1
@@ -54,12 +59,14 @@ class StudentConfig:
     text_dim: int = 512  # width of the text embeddings F_T
     temperature: float = 0.07  # of the cosine class logits
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> StudentConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of num_heads={self.num_heads}")
         for name in ("num_levels", "window", "attn_span", "blocks_per_level", "embed_kernel", "head_convs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"StudentConfig.{name}={getattr(self, name)!r}; expected an integer >= 1")
+        return self
 
     @classmethod
     def tiny(cls, **kw: Any) -> StudentConfig:
@@ -279,10 +286,21 @@ class Student(nn.Module):
     # --- checkpoints: the config travels with the weights
 
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
-        return {"config": dataclasses.asdict(self.config), "model": self.state_dict(), **extra}
+        return {"config": self.config.model_dump(), "model": self.state_dict(), **extra}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Student:
         model = cls(StudentConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])
         return model
+
+    @classmethod
+    def load_run(cls, run: str | Path, device: torch.device | str = "cpu") -> tuple[Student, dict[str, Any]]:
+        """A student run folder (``cplvad distill``'s out) -> (the model in eval mode, the checkpoint's metadata:
+        teacher, dataset, classes, text_hash)."""
+        path = Path(run) / "student.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; expected the out folder of cplvad distill")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        meta = {k: v for k, v in ckpt.items() if k != "model"}
+        return cls.from_checkpoint(ckpt).to(device).eval(), meta

@@ -1,6 +1,6 @@
 """MIL baseline: a per-snippet head trained with video labels only (top-k multiple-instance learning).
 
-``python -m train.training.baseline --data DIR --out RUN [--config configs/train/mil.yaml] [key=value ...]``
+``cplvad baseline --data DIR --out RUN [--config configs/train/mil.yaml] [--set key=value ...]``
 
 Model: a binary logit per snippet from a linear or small MLP head over its 512-d feature, and M-1
 anomaly-class logits from a separate linear head (separate so that the class loss does not disturb the binary
@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from edge.configfile import StrictModel, dump_config, load_config
+from edge.configfile import StrictModel, add_config_arguments, config_from_args, dump_config, run_main
 from edge.snippets import EMBED_DIM
 from train.data.dataset import FeatureDataset
 from train.data.release import check_dataset, load_ground_truth, load_split
@@ -161,15 +161,14 @@ def run(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.training.baseline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cplvad baseline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="dataset folder: ours (train.csv, test.csv, gt_*.npy) or "
                                                       "VadCLIP's UCF / XD lists and ground truth as published")
     parser.add_argument("--out", required=True, help="run folder to write")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default %(default)s)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=5 head=linear")
+    add_config_arguments(parser, MILConfig, DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_config(MILConfig, args.config, args.overrides)
+    cfg = config_from_args(MILConfig, args)
     try:
         log.info("%s", check_dataset(args.data, cfg.dataset, cfg.feature_root))
     except (FileNotFoundError, ValueError) as err:
@@ -178,5 +177,5 @@ def main(argv: list[str] | None = None) -> None:
     run(args.data, args.out, cfg)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # an alias of `cplvad baseline`
+    raise SystemExit(run_main(main, prog="cplvad baseline"))

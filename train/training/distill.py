@@ -1,9 +1,9 @@
 """Distil the CPL-VAD teacher into the causal student, on windows of W snippets at the native snippet rate.
 
-    python -m train.training.distill --teacher RUN [--config configs/distill/default.yaml] [key=value ...]
+    cplvad distill --teacher RUN [--config configs/distill/default.yaml] [--set key=value ...] [--out DIR]
 
 Targets. The teacher (``RUN/teacher.pt``, its text cache ``RUN/text_embeddings.npz``) is run once over every
-training crop at the native rate (``train.training.teacher.infer_video``); its fused outputs P_b (sigmoid of the level-mean
+training crop at the native rate (``CPLVAD.predict_video``); its fused outputs P_b (sigmoid of the level-mean
 logit) and P_c (softmax of the level-mean logits) are the soft targets of EVERY student level:
 
   * soft BCE between each level's anomaly probability and P_b;
@@ -31,13 +31,11 @@ student streaming comparison of ``train.evaluation.stream``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -46,67 +44,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from edge.configfile import StrictModel, dump_config, load_config
+from edge.configfile import add_config_arguments, config_from_args, dump_config, load_config, run_main
 from train.data.provenance import feature_record, label, read_run, same_weights, write_run
 from train.data.release import Split, load_split
 from train.training.losses import bce_topk_loss, is_anomalous, mil_align_loss
 from train.models.cplvad import CPLVAD
-from train.models.student import Student, StudentConfig, StudentOutput
-from train.models.text import TextEmbeddings, load_text_embeddings, save_text_embeddings
-from train.training.teacher import TrainConfig, infer_video
+from train.models.student import Student, StudentOutput
+from train.evaluation.stream import evaluate_run
+from train.models.text import TextEmbeddings, save_text_embeddings
+from train.training.distill_config import DistillConfig, DistillLossConfig, DistillOptimConfig  # noqa: F401
+from train.training.teacher import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------- config
-
-
-class StudentModelConfig(StrictModel):
-    d_model: int = 256
-    num_heads: int = 4
-    num_levels: int = 3  # <= the teacher's levels; level l matches the teacher's stride 2^l
-    window: int = 64  # W: snippets per window (the device's ring buffer)
-    attn_span: int = 8  # keys per query at the level's dilation
-    blocks_per_level: int = 1
-    mlp_ratio: int = 2
-    dropout: float = 0.1
-
-
-class DistillOptimConfig(StrictModel):
-    lr: float = 5e-4  # AdamW, cosine decay to 0
-    weight_decay: float = 1e-4
-    batch_size: int = 64  # windows
-    epochs: int = 20
-    repeat: int = 1  # rounds of windows per video per epoch (small datasets: more steps per epoch)
-    grad_clip: float = 5.0
-
-
-class DistillLossConfig(StrictModel):
-    soft_bce: float = 1.0  # BCE(student P_b per level, teacher P_b)
-    kl: float = 1.0  # KL(teacher P_c || student P_c per level)
-    video_bce: float = 1.0  # top-k BCE against the video label (windows whose label holds)
-    mil_align: float = 1.0  # MIL-align against the video label (same windows)
-    peak_fraction: float = 0.5  # share of anomalous-video windows placed over the teacher's peak snippet
-
-
-class DistillConfig(StrictModel):
-    teacher: str | None = None  # teacher run folder (train.training.teacher's out): teacher.pt, text_embeddings.npz
-    data: str | None = None  # dataset folder; None: the teacher's data.dir
-    feature_root: str | None = None  # None: the teacher's data.feature_root
-    crops: int | None = None  # crops per training video used (None: all)
-    student: StudentModelConfig = StudentModelConfig()
-    optim: DistillOptimConfig = DistillOptimConfig()
-    loss: DistillLossConfig = DistillLossConfig()
-    out: str = "runs/student"
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0  # torch CPU threads (0: torch's default)
-    workers: int = 0  # DataLoader worker processes
-    evaluate: bool = True  # run train.evaluation.stream on the test set at the end
-
-
-def student_config(cfg: DistillConfig) -> StudentConfig:
-    return StudentConfig(**cfg.student.model_dump())
 
 
 # ----------------------------------------------------------------------------------------------- teacher
@@ -121,19 +70,10 @@ class Teacher:
 
 
 def load_teacher(run: str | Path, device: torch.device | str = "cpu") -> Teacher:
-    """A teacher run folder -> the model (without its text encoder: the cached F_T is passed instead)."""
+    """A teacher run folder -> the model (without its text encoder: the cached F_T is passed instead), its text
+    embeddings and its resolved training config."""
     run = Path(run)
-    for name in ("teacher.pt", "text_embeddings.npz", "config.yaml"):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"teacher run {run}: {name} not found; expected the out folder of train.training.teacher")
-    ckpt = torch.load(run / "teacher.pt", map_location="cpu", weights_only=True)
-    # the learned prompts are not needed here: their output F_T is the cached text_embeddings.npz
-    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompts.")}
-    model = CPLVAD.from_checkpoint(ckpt, text_source=None).to(device).eval()
-    text = load_text_embeddings(run / "text_embeddings.npz")
-    if text.classes != model.config.class_names:
-        raise ValueError(f"{run / 'text_embeddings.npz'}: classes {text.classes} differ from the teacher's "
-                         f"{model.config.class_names}")
+    model, text = CPLVAD.load_run(run, device)
     return Teacher(model, text, load_config(TrainConfig, run / "config.yaml"), run)
 
 
@@ -174,14 +114,14 @@ class Targets:
 
 def teacher_targets(teacher: Teacher, split: Split, crops: int | None, device: torch.device
                     ) -> list[list[Targets]]:
-    """Per video, per crop: the teacher's P_b and P_c (``train.training.teacher.infer_video``, its test protocol)."""
+    """Per video, per crop: the teacher's P_b and P_c (``CPLVAD.predict_video``, its test protocol)."""
     text = torch.from_numpy(teacher.text.embeddings).to(device)
     chunk = teacher.model.config.max_len
     out = []
     for video in tqdm(split.videos, desc="teacher targets", unit="video", leave=False):
         per_crop = []
         for crop in range(min(crops or len(video.crops), len(video.crops))):
-            o = infer_video(teacher.model, video.load(crop), device, text, chunk_len=chunk)
+            o = teacher.model.predict_video(video.load(crop), text, chunk)
             per_crop.append(Targets(o.binary.astype(np.float32), o.classes.astype(np.float32)))
         out.append(per_crop)
     return out
@@ -365,7 +305,7 @@ def run(cfg: DistillConfig) -> dict:
                          f"{cfg.teacher} was trained on {teacher.text.classes}")
     write_run(out, student_provenance(cfg.teacher, split))
 
-    scfg = student_config(cfg)
+    scfg = cfg.student
     text = student_text(teacher.text, scfg.num_levels)
     save_text_embeddings(out / "text_embeddings.npz", text)
     started = time.perf_counter()
@@ -383,28 +323,28 @@ def run(cfg: DistillConfig) -> dict:
                                      classes=list(text.classes), text_hash=text.hash)
     torch.save(ckpt, out / "student.pt")
     metrics = {"distill_seconds": time.perf_counter() - started, "history": history,
-               "student": {"parameters": student.num_parameters(), **dataclasses.asdict(scfg)}}
+               "student": {"parameters": student.num_parameters(), **scfg.model_dump()}}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("wrote %s", out / "student.pt")
-    if cfg.evaluate:
-        from train.evaluation.stream import evaluate_run  # stream_eval reads this module's config
-
-        metrics |= evaluate_run(out, device=device)
-    log.info("next: python -m train.export.bundle --run %s --out bundle/", out)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.training.distill", description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", help="teacher run folder (overrides the config's teacher)")
-    parser.add_argument("--config", help="YAML file (configs/distill/*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=5 student.window=32")
+    """``cplvad distill``: distil, then (``evaluate``) the streaming evaluation of the new student run."""
+    parser = argparse.ArgumentParser(prog="cplvad distill", description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", type=Path, help="teacher run folder (sets teacher)")
+    parser.add_argument("--data", type=Path, help="dataset folder (sets data; default: the teacher's)")
+    parser.add_argument("--out", type=Path, help="student run folder to write (sets out)")
+    add_config_arguments(parser, DistillConfig)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else [])
-    run(load_config(DistillConfig, args.config, overrides))
+    cfg = config_from_args(DistillConfig, args, {"teacher": "--teacher", "data": "--data", "out": "--out"})
+    run(cfg)
+    if cfg.evaluate:
+        evaluate_run(cfg.out, device=pick_device(cfg.device))
+    log.info("next: cplvad export --run %s --out bundle/", cfg.out)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # an alias of `cplvad distill`
+    raise SystemExit(run_main(main, prog="cplvad distill"))

@@ -1,7 +1,7 @@
 """Train the CPL-VAD teacher: stage 1 -> CAR pseudo labels -> stage 2 with cross pseudo labels.
 
-    python -m train.training.teacher --config configs/train/ucf.yaml [key=value ...]
-    torchrun --nproc-per-node 2 -m train.training.teacher --config configs/train/ucf.yaml     # DDP (gloo on CPU, nccl on GPU)
+    cplvad train --config configs/train/ucf.yaml [--set key=value ...] [--data DIR] [--out DIR]
+    torchrun --nproc-per-node 2 -m cplvad train --config configs/train/ucf.yaml     # DDP (gloo on CPU, nccl on GPU)
 
 A run folder (``out``) receives: ``config.yaml`` (resolved), ``stage1.pt`` / ``teacher.pt`` (config + weights),
 ``pseudo_labels.npz`` (per training video, native snippet rate: ``b/<video>``, ``c/<video>``),
@@ -33,14 +33,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from edge import car
-from edge.configfile import StrictModel, dump_config, load_config
+from edge.configfile import StrictModel, add_config_arguments, config_from_args, dump_config, run_main
 from train.data.dataset import FeatureDataset
 from train.data.provenance import check_text, feature_record, resolve_text_source, write_run
-from train.data.release import (DEFAULT_LEN, Split, check_dataset, chunk, feature_stats, load_ground_truth,
-                                load_split, unchunk)
+from train.data.release import DEFAULT_LEN, Split, check_dataset, feature_stats, load_ground_truth, load_split
 from train.training.losses import total_loss
 from train.evaluation.metrics import evaluate_scores
-from train.models.cplvad import CPLVAD, CPLVADConfig, upsample_levels
+from train.models.cplvad import CPLVAD, CPLVADConfig, VideoOutputs
 from train.models.text import save_text_embeddings, text_embeddings
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ def video_auc(model: CPLVAD, split: Split, device: torch.device) -> float:
     text = model.text_features().detach() if model.prompts is not None else None
     labels, scores = [], []
     for video in split.videos:
-        p = infer_video(model, video.load(0), device, text).binary
+        p = model.predict_video(video.load(0), text, DEFAULT_LEN).binary
         scores.append(float(np.sort(p)[-(len(p) // 16 + 1):].mean()))
         labels.append(int(video.primary != 0))
     return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else float("nan")
@@ -266,45 +265,6 @@ def train_stage(stage: int, split: Split, cfg: TrainConfig, rt: Runtime, stats: 
 # ----------------------------------------------------------------------------------------------- inference
 
 
-@dataclass
-class VideoOutputs:
-    """One video's outputs at the native snippet rate."""
-
-    binary: np.ndarray  # [N] B-branch anomaly probability
-    classes: np.ndarray  # [N, M] C-branch class probabilities
-    binary_levels: np.ndarray  # [L, N] per-level B-branch probabilities (CAR input)
-    class_levels: np.ndarray  # [L, N] per-level C-branch anomaly probabilities 1 - P_c[normal]
-
-
-@torch.no_grad()
-def infer_video(model: CPLVAD, features: np.ndarray, device: torch.device, text: torch.Tensor | None = None,
-                chunk_len: int = DEFAULT_LEN, bf16: bool = False) -> VideoOutputs:
-    """Run the model over a whole video in chunks of ``chunk_len`` snippets (the test protocol)."""
-    n = features.shape[0]
-    x, mask = chunk(features, chunk_len)
-    x_t, m_t = torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    with ctx:
-        out = model(x_t, m_t, text)
-    T = x.shape[1]
-    b_logits = upsample_levels(out.binary_logits, T).float()  # (K, L, T)
-    c_logits = upsample_levels(out.class_logits, T).float()  # (K, L, T, M)
-    b_levels = torch.sigmoid(b_logits)
-    c_probs = c_logits.softmax(-1)
-    binary = torch.sigmoid(b_logits.mean(1))  # (K, T): level mean of the logits, as CPLVAD.predict
-    classes = c_logits.mean(1).softmax(-1)  # (K, T, M)
-
-    def flat(t: torch.Tensor) -> np.ndarray:  # (K, T, ...) -> (N, ...)
-        return unchunk(t.cpu().numpy(), n)
-
-    return VideoOutputs(
-        binary=flat(binary),
-        classes=flat(classes),
-        binary_levels=flat(b_levels.transpose(1, 2)).T.copy(),  # (L, N)
-        class_levels=flat((1 - c_probs[..., 0]).transpose(1, 2)).T.copy(),
-    )
-
-
 def make_pseudo_labels(model: CPLVAD, split: Split, cfg: TrainConfig, rt: Runtime) -> dict[str, np.ndarray]:
     """CAR-refined snippet pseudo labels per training video: {name: [N, 2]} with columns (from B, from C)."""
     dataset = split.label_map.dataset
@@ -319,7 +279,7 @@ def make_pseudo_labels(model: CPLVAD, split: Split, cfg: TrainConfig, rt: Runtim
         if video.primary == 0:
             labels[video.name] = np.zeros((feats.shape[0], 2), np.float32)
             continue
-        out = infer_video(model, feats, rt.device, text, bf16=cfg.bf16)
+        out = model.predict_video(feats, text, DEFAULT_LEN, bf16=cfg.bf16)
         labels[video.name] = np.stack([car.refine(out.binary_levels, params_b),
                                        car.refine(out.class_levels, params_c)], axis=1).astype(np.float32)
     return labels
@@ -349,7 +309,7 @@ def pseudo_quality(labels: dict[str, np.ndarray], truth_path: Path) -> dict[str,
 def score_test(model: CPLVAD, data_dir: Path, cfg: TrainConfig, rt: Runtime) -> dict[str, VideoOutputs]:
     test = load_split(data_dir, "test", cfg.data.dataset, cfg.data.feature_root)
     text = model.text_features().detach() if model.prompts is not None else None
-    return {video.name: infer_video(model, video.load(0), rt.device, text, bf16=cfg.bf16)
+    return {video.name: model.predict_video(video.load(0), text, DEFAULT_LEN, bf16=cfg.bf16)
             for video in tqdm(test.videos, desc="test", disable=not rt.main, leave=False)}
 
 
@@ -477,13 +437,14 @@ def run(cfg: TrainConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="YAML file (configs/train/*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs_stage1=2")
+    parser = argparse.ArgumentParser(prog="cplvad train", description=__doc__.splitlines()[0])
+    add_config_arguments(parser, TrainConfig)
+    parser.add_argument("--data", type=Path, help="dataset folder (sets data.dir)")
+    parser.add_argument("--out", type=Path, help="run folder to write (sets out)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    cfg = config_from_args(TrainConfig, args, {"data.dir": "--data", "out": "--out"})
     try:
         log.info("%s", check_dataset(cfg.data.dir, cfg.data.dataset, cfg.data.feature_root))
     except (FileNotFoundError, ValueError) as err:
@@ -492,5 +453,5 @@ def main(argv: list[str] | None = None) -> None:
     run(cfg)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # an alias of `cplvad train`
+    raise SystemExit(run_main(main, prog="cplvad train"))

@@ -1,0 +1,1 @@
+"""The ``cplvad`` command (see :mod:`cplvad.cli`)."""

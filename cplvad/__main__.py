@@ -1,0 +1,5 @@
+import sys
+
+from cplvad.cli import main
+
+sys.exit(main())
