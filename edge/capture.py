@@ -44,6 +44,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_CREDENTIALS = re.compile(r"(://[^/\s:@\"']+):[^@\s/\"']*@")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _IMAGE_PATTERN = re.compile(r"%0?\d*d")  # the printf integer of an image sequence name
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 _CSI_KEYS = {"width": int, "height": int, "fps": float, "flip": int}
@@ -95,9 +96,51 @@ class CameraSpec:
         return self.kind in (SourceKind.FILE, SourceKind.IMAGES)
 
 
+def _url_end(text: str, start: int) -> int:
+    """Where the URL whose scheme begins at ``start`` ends: a URL that is the whole text keeps its spaces; one
+    in quotes (a GStreamer ``location="..."``) ends at the closing quote; any other ends at white space."""
+    if start == 0:
+        return len(text)
+    quote = text[start - 1]
+    if quote in "\"'":
+        end = text.find(quote, start)
+        return len(text) if end < 0 else end
+    space = re.search(r"\s", text[start:])
+    return len(text) if space is None else start + space.start()
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str]:
+    """``scheme://user:pass@host/x`` -> (``scheme://``, ``user:pass``, ``host/x``); userinfo None without '@'.
+
+    The userinfo ends at the LAST '@': a password may hold '@', '/', ':', '?' or spaces (unencoded), which a
+    standard parser would read as the host or the path.
+    """
+    match = _URL.match(url)
+    if match is None:
+        return "", None, url
+    rest = url[match.end():]
+    userinfo, at, host = rest.rpartition("@")
+    return (url[:match.end()], userinfo, host) if at else (url[:match.end()], None, rest)
+
+
 def redact(text: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x`` (also inside GStreamer pipelines)."""
-    return _CREDENTIALS.sub(r"\1:***@", text)
+    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``, for every URL in ``text`` (the whole text,
+    or URLs inside GStreamer pipelines). Passwords with '@', '/', ':' or spaces, percent-encoded ones and an
+    empty user (``rtsp://:pw@host``) are masked too; a user without a password is kept."""
+    out, pos = [], 0
+    for match in _SCHEME.finditer(text):
+        if match.start() < pos:  # inside a URL already handled (a password that looks like a scheme)
+            continue
+        end = _url_end(text, match.start())
+        scheme, userinfo, host = split_userinfo(text[match.start():end])
+        if userinfo is None:
+            continue
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            out.append(text[pos:match.start()] + scheme + user + ":***@")
+            pos = end - len(host)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _slug(text: str) -> str:
@@ -136,6 +179,9 @@ def parse_source(spec: str) -> CameraSpec:
     spec = spec.strip()
     name = None
     head, sep, rest = spec.partition("=")
+    if sep and not head.strip() and not Path(spec).exists():
+        raise ValueError(f"camera {redact(spec)!r}: empty camera name before '='; give NAME=SOURCE "
+                         "(letters, digits, '_', '.', '-') or the source alone")
     if sep and _NAME.fullmatch(head) and rest and not Path(spec).exists():
         name, spec = head, rest
     elif (sep and head and rest and not Path(spec).exists() and not _URL.match(head)
@@ -162,7 +208,8 @@ def parse_source(spec: str) -> CameraSpec:
     if source.lower().startswith("file://"):
         source = urlsplit(source).path
     elif _URL.match(source):
-        parts = urlsplit(source)
+        scheme, _, host = split_userinfo(source)
+        parts = urlsplit(scheme + host)  # without the credentials: a password may hold '/', '@' or '#'
         if parts.scheme.lower() not in _LIVE_SCHEMES:
             raise ValueError(f"camera {redact(source)!r}: unsupported scheme {parts.scheme!r}; "
                              f"expected one of {', '.join(_LIVE_SCHEMES)}, csi, gst: or file://")
@@ -174,6 +221,39 @@ def parse_source(spec: str) -> CameraSpec:
                           cv2.CAP_IMAGES, source)
     return CameraSpec(name or _slug(Path(source).stem), SourceKind.FILE, source, cv2.CAP_FFMPEG, source)
 
+
+def file_problem(spec: CameraSpec) -> str | None:
+    """Why a video file camera cannot be opened, from the file system alone: 'no such file', 'not a file' or
+    'not readable (permission denied)'; None for other sources and for files that are there to read."""
+    if spec.kind is not SourceKind.FILE:
+        return None
+    path = Path(str(spec.target))
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    if not os.access(path, os.R_OK):
+        return "not readable (permission denied)"
+    return None
+
+
+def check_file_source(spec: CameraSpec) -> str | None:
+    """Why a file or image-sequence camera cannot be read ('no such file', 'not a readable video: ...'), or
+    None when it opens and yields a first frame. Other sources: None (they are checked when they connect)."""
+    if not spec.is_file:
+        return None
+    problem = file_problem(spec)
+    if problem is not None:
+        return problem
+    cap = cv2.VideoCapture(spec.target, spec.api)
+    try:
+        ok = cap.isOpened() and cap.read()[0]
+    finally:
+        cap.release()
+    if ok:
+        return None
+    return ("not a readable video: OpenCV (FFmpeg) cannot decode a frame from it" if spec.kind is SourceKind.FILE
+            else "no image of the sequence could be read")
 
 class CameraState(str, Enum):
     CONNECTING = "connecting"
@@ -488,7 +568,8 @@ class CameraCapture:
             session.beat()
             cap = self._open()
             if not cap.isOpened():
-                session.finish("failed", f"cannot open {self.spec.display}")
+                problem = file_problem(self.spec) or ("not a readable video" if self.spec.is_file else "")
+                session.finish("failed", f"cannot open {self.spec.display}" + (f": {problem}" if problem else ""))
                 return
             self._read_frames(cap, session)
         except Exception as exc:  # a backend error must not kill the camera: reconnect instead

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import ssl
+import stat
 import sys
 import threading
 import time
@@ -100,8 +101,20 @@ def read_password(config: MqttConfig) -> str | None:
             raise ValueError(
                 f"mqtt.password_env={config.password_env!r}: that environment variable is not set"
             )
+        forget_environment_variable(config.password_env)
         return value
     if config.password_file:
+        try:
+            mode = config.password_file.stat().st_mode
+        except OSError as err:
+            raise ValueError(
+                f"mqtt.password_file={str(config.password_file)!r}: cannot read it ({err.strerror})"
+            ) from None
+        if mode & 0o077:
+            raise ValueError(
+                f"mqtt.password_file={str(config.password_file)!r} can be read by other users (mode "
+                f"{stat.S_IMODE(mode):04o}); make it private: chmod 600 {config.password_file}"
+            )
         try:
             lines = config.password_file.read_text().splitlines()
         except OSError as err:
@@ -110,6 +123,28 @@ def read_password(config: MqttConfig) -> str | None:
             ) from None
         return lines[0] if lines else ""
     return None
+
+
+def forget_environment_variable(name: str) -> None:
+    """Remove ``name`` from this process's environment, and on Linux blank its value in the environment block
+    that ``/proc/<pid>/environ`` shows (``unsetenv`` alone leaves the start-up bytes there)."""
+    value = os.environ.pop(name, None)
+    if value is None or not sys.platform.startswith("linux"):
+        return
+    entry = f"{name}={value}".encode()
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            block = b"\0" + f.read()
+        found = block.find(b"\0" + entry + b"\0")
+        if found < 0:
+            return  # set after start-up: never in the block
+        with open("/proc/self/stat", "rb") as f:
+            env_start = int(f.read().rsplit(b")", 1)[1].split()[47])  # field 50 of proc(5) stat
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(env_start + found + len(name) + 1)
+            mem.write(b"\0" * (len(entry) - len(name) - 1))
+    except (OSError, ValueError, IndexError) as err:
+        log.warning("could not blank %s in /proc/self/environ (%s); it is removed from the environment", name, err)
 
 
 def should_fall_back(requested: Protocol, current: MQTTProtocolVersion, reason: ReasonCode) -> bool:

@@ -51,6 +51,10 @@ class OutboxConfig(StrictModel):
     )
 
 
+class OutboxError(RuntimeError):
+    """An outbox that cannot be used (unwritable path, not SQLite, held by another process); phrased for users."""
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     id: int
@@ -84,27 +88,39 @@ class Outbox:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}  # camera -> last seq handed out by next_seq
-        _create_private_file(self.path)
+        try:
+            _create_private_file(self.path)
+        except OSError as err:
+            raise OutboxError(
+                f"outbox {self.path}: cannot create it ({err.strerror}); set outbox.path to a writable file "
+                "(e.g. --set outbox.path=/var/lib/cplvad/outbox.sqlite3)"
+            ) from None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.5)
+        except sqlite3.Error as err:
+            raise OutboxError(f"outbox {self.path}: cannot open it ({err}); check the file and its folder") from None
+        try:
             # One process owns an outbox: a second publisher on the same file would replay it twice.
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._migrate()
             self._rows, self._bytes = self._totals()
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err):
+        except (sqlite3.DatabaseError, OutboxError) as err:
+            self._db.close()
+            if isinstance(err, OutboxError):
                 raise
-            raise RuntimeError(
-                f"outbox {self.path} is in use by another process (one runtime per outbox file; "
-                "stop the other one or give this one its own outbox.path)"
-            ) from err
-        except sqlite3.DatabaseError as err:
-            raise RuntimeError(
+            if "locked" in str(err):
+                raise OutboxError(
+                    f"outbox {self.path} is in use by another process (one runtime per outbox file; "
+                    "stop the other one or give this one its own outbox.path)"
+                ) from None
+            if isinstance(err, sqlite3.OperationalError):
+                raise OutboxError(f"outbox {self.path}: cannot use it ({err}); check the file and its folder") from None
+            raise OutboxError(
                 f"outbox {self.path}: cannot open as SQLite ({err}); "
                 "move the file away to start with an empty outbox"
-            ) from err
+            ) from None
         if self._rows:
             log.info("outbox %s holds %d messages (%d bytes) to replay", self.path, self._rows, self._bytes)
 
@@ -117,8 +133,9 @@ class Outbox:
         if version == SCHEMA_VERSION:
             return
         if version not in (0, 1):
-            raise RuntimeError(
-                f"outbox {self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
+            raise OutboxError(
+                f"outbox {self.path} has schema version {version}, this code reads {SCHEMA_VERSION}; "
+                "run the matching version or move the file away"
             )
         tables = (
             ""

@@ -9,6 +9,7 @@ payloads vs the schema and topic-safe under any input (tests/test_events.py).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from edge.config import EdgeConfig
 from edge.configfile import ConfigError, load_config
+from edge.outbox import Outbox
 from edge.topics import Topics, restore_topic_part
 from tests.mqtt_broker import MosquittoBroker
 from tests.test_faults import PREFIX, EdgeProcess, Recorder, check_delivery, delivered_all, wait_until, write_video
@@ -77,7 +79,20 @@ def _rewrite_text_classes(bundle: Path, classes: list[str]) -> None:
     (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("fault", ["missing", "tampered", "text_classes"])
+def _poison_text_embeddings(bundle: Path) -> None:
+    """NaN text embeddings with the manifest's file hash updated (what a diverged teacher exports)."""
+    path = bundle / "text_embeddings.npz"
+    with np.load(path) as npz:
+        data = {k: npz[k] for k in npz.files}
+    data["embeddings"] = np.full_like(data["embeddings"], np.nan)
+    with path.open("wb") as f:
+        np.savez(f, **data)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["text_embeddings.npz"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("fault", ["missing", "tampered", "text_classes", "nan_text"])
 def test_broken_bundle_exits_2_naming_the_file(tiny_bundle: Path, tmp_path: Path, fault: str) -> None:
     bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     if fault == "missing":
@@ -88,9 +103,12 @@ def test_broken_bundle_exits_2_naming_the_file(tiny_bundle: Path, tmp_path: Path
         data[len(data) // 2] ^= 0xFF  # one bit pattern changed in the weights: still a loadable model
         (bundle / "clip_visual.onnx").write_bytes(bytes(data))
         expected = "clip_visual.onnx: sha256 mismatch"
-    else:
+    elif fault == "text_classes":
         _rewrite_text_classes(bundle, ["Normal", "Abuse", "Fighting", "Arson"])
         expected = "differ"
+    else:
+        _poison_text_embeddings(bundle)
+        expected = "NaN or infinite"
     result = run_edge(tmp_path, "--bundle", str(bundle))
     assert result.returncode == 2, result.stderr[-2000:]
     assert expected in result.stderr and str(bundle) in result.stderr, result.stderr[-2000:]
@@ -149,3 +167,66 @@ def test_any_unknown_key_is_a_config_error_that_names_it(key: str, value: int) -
     with pytest.raises(ConfigError) as err:
         load_config(EdgeConfig, None, [f"{key}={value}"])
     assert f"'{key.split('.')[0]}" in str(err.value)
+
+
+# -- outbox, cameras, backend ----------------------------------------------------------------------------------
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The process exited 2 with exactly one ERROR line and no traceback; that line."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr[-2000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize("fault", ["unwritable", "not_sqlite", "in_use"])
+def test_an_unusable_outbox_exits_2_naming_it(tiny_bundle: Path, tmp_path: Path, fault: str) -> None:
+    """Exit 1 would make systemd restart the runtime forever; a bad outbox is a configuration problem."""
+    if fault == "unwritable":
+        (tmp_path / "var").write_text("a file where the outbox folder should be")
+        path, expected = tmp_path / "var" / "outbox.sqlite3", "cannot create it"
+    elif fault == "not_sqlite":
+        path, expected = tmp_path / "outbox.sqlite3", "cannot open as SQLite"
+        path.write_text("these are not the bytes of an SQLite database " * 40)
+    else:
+        path, expected = tmp_path / "outbox.sqlite3", "in use by another process"
+    held = Outbox(path) if fault == "in_use" else None  # another runtime holds it
+    try:
+        result = run_edge(tmp_path, "--bundle", str(tiny_bundle), "--set", f"outbox.path={path}")
+    finally:
+        if held is not None:
+            held.close()
+    line = _one_error_line(result)
+    assert expected in line and str(path) in line, line
+    assert "connecting" not in result.stderr
+
+
+@pytest.mark.parametrize("fault", ["missing", "not_video"])
+def test_an_unreadable_file_camera_with_exit_when_done_exits_2(tiny_bundle: Path, tmp_path: Path, fault: str) -> None:
+    video = tmp_path / "clip.mp4"
+    if fault == "not_video":
+        video.write_text("not a video\n" * 100)
+    result = subprocess.run([sys.executable, str(ROOT / "edge" / "run.py"), "--camera", f"door={video}",
+                             "--bundle", str(tiny_bundle), "--mqtt-port", "1", "--exit-when-done",
+                             "--set", f"outbox.path={tmp_path / 'outbox.sqlite3'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    line = _one_error_line(result)
+    assert "camera door" in line and str(video) in line, line
+    assert ("no such file" if fault == "missing" else "not a readable video") in line, line
+
+
+def test_an_empty_camera_name_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    write_video(tmp_path / "clip.mp4", frames=20)
+    result = subprocess.run([sys.executable, str(ROOT / "edge" / "run.py"), "--camera", "=clip.mp4",
+                             "--bundle", str(tiny_bundle), "--validate-config"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    line = _one_error_line(result)
+    assert "empty camera name" in line and "=clip.mp4" in line, line
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_the_tensorrt_backend_without_tensorrt_is_refused_up_front(tiny_bundle: Path, tmp_path: Path) -> None:
+    for extra in (["--validate-config"], ["--exit-when-done"]):  # the check, and a run that would crash later
+        result = run_edge(tmp_path, "--bundle", str(tiny_bundle), "--backend", "tensorrt", *extra)
+        line = _one_error_line(result)
+        assert "TensorRT is not importable" in line and "--backend onnxruntime" in line, line

@@ -19,6 +19,7 @@ from edge.capture import (
     CaptureOptions,
     SourceKind,
     backoff_delay,
+    check_file_source,
     measured_fps,
     parse_source,
     redact,
@@ -259,6 +260,33 @@ def test_resolution_change_is_passed_on_and_counted(tmp_path: Path) -> None:
 
 
 # -- failures --------------------------------------------------------------------------------------
+
+def test_why_a_file_cannot_be_read(tmp_path: Path) -> None:
+    """'no such file' and 'not a readable video' are told apart, in the up-front check and in the camera's state."""
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    video = _write_video(tmp_path / "ok.mp4", frames=3)
+    assert check_file_source(parse_source(str(tmp_path / "missing.mp4"))) == "no such file"
+    assert check_file_source(parse_source(str(tmp_path))) == "not a file"
+    assert check_file_source(parse_source(str(text))).startswith("not a readable video")
+    assert check_file_source(parse_source(str(video))) is None
+    assert check_file_source(parse_source("rtsp://cam.local/x")) is None  # live sources are checked by connecting
+    seen: list[CameraStatus] = []
+    with CameraCapture(str(text), CaptureOptions(**FAST), on_status=seen.append):
+        assert _wait_for(lambda: any(s.state is CameraState.OFFLINE for s in seen))
+    assert "not a readable video" in next(s.reason for s in seen if s.state is CameraState.OFFLINE)
+
+
+def test_an_empty_camera_name_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="empty camera name before '='"):
+        parse_source("=clip.mp4")
+    with pytest.raises(ValueError, match="empty camera name") as err:
+        parse_source(" =rtsp://u:pw@cam/x")
+    assert "pw" not in str(err.value)
+    (tmp_path / "=odd.mp4").touch()  # an existing file whose name starts with '=' is still that file
+    assert parse_source("=odd.mp4").target == "=odd.mp4"
+
 
 def test_unreadable_path_goes_offline_and_retries_with_backoff(tmp_path: Path) -> None:
     seen: list[CameraStatus] = []

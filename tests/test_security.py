@@ -9,21 +9,31 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from edge.capture import parse_source, redact
+from edge.mqtt import MqttConfig, read_password
 from edge.outbox import Outbox
+from edge.pipeline import JsonlSink
 from tests.mqtt_broker import MosquittoBroker
 from tests.test_faults import DEVICE, PREFIX, EdgeProcess, Recorder, check_delivery, delivered_all, wait_until, \
     write_video
 
+ROOT = Path(__file__).resolve().parents[1]
 ACL = f"""user edge
 topic readwrite {PREFIX}/#
 user vms
@@ -154,3 +164,101 @@ def tiny_bundle(request: pytest.FixtureRequest) -> Path:
     from tests.test_pipeline import tiny_bundle_path
 
     return tiny_bundle_path(request.config.cache.mkdir("cplvad-edge"))
+
+
+# -- secrets in camera URLs, argv, files and the environment ----------------------------------------------------
+_HOST = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,12}[a-z0-9])?(\.[a-z0-9]{1,8}){0,2}", fullmatch=True)
+_PATH = st.from_regex(r"(/[A-Za-z0-9._~%-]{0,10}){0,3}(\?[a-z]{1,5}=[A-Za-z0-9]{0,5})?", fullmatch=True)
+_USER = st.text(st.characters(blacklist_characters=":@", blacklist_categories=("Cs",)), max_size=8)
+# passwords as operators type them: '@', '/', ':', '?', '#', spaces and any other character, or percent-encoded
+_PASSWORD = st.text(st.characters(blacklist_categories=("Cs",)), min_size=3, max_size=16)
+
+
+def _url(scheme: str, user: str, password: str, host: str, port: int | None, path: str) -> str:
+    return f"{scheme}://{user}:{password}@{host}{f':{port}' if port is not None else ''}{path}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["rtsp", "rtsps", "http", "https", "rtmp", "srt"]), _USER, _PASSWORD, st.booleans(), _HOST,
+       st.none() | st.integers(1, 65535), _PATH)
+def test_no_password_survives_redaction(scheme: str, user: str, raw: str, encode: bool, host: str,
+                                        port: int | None, path: str) -> None:
+    password = quote(raw, safe="") if encode else raw
+    url = _url(scheme, user, password, host, port, path)
+    masked = _url(scheme, user, "***", host, port, path)
+    assume(password not in masked)  # a password that is also a piece of the rest cannot be told apart
+    assert redact(url) == masked  # the user, host, port and path survive
+    if '"' not in user + password:  # inside a GStreamer pipeline, quoted as GStreamer needs it
+        assert redact(f'rtspsrc location="{url}" latency=0 ! appsink') == \
+            f'rtspsrc location="{masked}" latency=0 ! appsink'
+    if scheme in ("rtsp", "http", "https") and url == url.strip():
+        spec = parse_source(f"cam={url}")
+        assert password not in spec.display and spec.display == masked
+        derived = parse_source(url)  # a name made from the host and the path, never from the credentials
+        assume(password not in host + path)
+        assert password not in derived.name and password not in derived.display
+
+
+def test_redaction_of_the_reported_cases() -> None:
+    assert redact("rtsp://admin:Pa@ss@host/x") == "rtsp://admin:***@host/x"
+    assert redact("rtsp://:pw@host/x") == "rtsp://:***@host/x"  # empty user
+    assert redact("rtsp://u:pa ss/w@rd@10.0.0.5:554/a") == "rtsp://u:***@10.0.0.5:554/a"
+    assert redact("rtsp://u:p%40ss%2Fx@h/x") == "rtsp://u:***@h/x"
+    assert redact("rtsp://viewer@h/x") == "rtsp://viewer@h/x"  # no password: nothing to hide
+    assert parse_source("rtsp://admin:pa/ss@cam.local").name == "cam.local"  # not "admin-ss-cam.local"
+
+
+def _edge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "edge" / "run.py"), *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("argv", [["--mqtt-password", "{s}"], ["--mqtt-password={s}"], ["--mqtt-pass", "{s}"],
+                                  ["--password", "{s}", "--camera", "x.mp4"], ["--set", "mqtt.password={s}"]])
+def test_a_password_on_the_command_line_is_refused_without_showing_it(argv: list[str], tmp_path: Path) -> None:
+    secret = "Hunter2-on-argv"
+    result = _edge(*[a.format(s=secret) for a in argv], "--camera", "cam.mp4", "--validate-config",
+                   "--set", f"outbox.path={tmp_path / 'outbox.sqlite3'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert secret not in result.stderr + result.stdout, result.stderr[-2000:]
+    named = "mqtt.password" if argv[0] == "--set" else argv[0].partition("=")[0]
+    assert named in result.stderr  # the option is named, its value is not
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "mqtt-password"
+    path.write_text("s3cret\n")
+    path.chmod(0o640)
+    result = _edge("--camera", "cam.mp4", "--validate-config", "--set", f"mqtt.password_file={path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert str(path) in result.stderr and f"chmod 600 {path}" in result.stderr and "s3cret" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    path.chmod(0o600)
+    assert read_password(MqttConfig(password_file=path)) == "s3cret"
+
+
+def test_the_password_variable_leaves_the_environment_once_read() -> None:
+    """The variable is removed from os.environ (children do not inherit it) and blanked where the kernel shows
+    the process's start-up environment (/proc/<pid>/environ, readable by the same user and root)."""
+    secret = "env-Secret-9f3"
+    code = ("import os, subprocess, sys; from edge.mqtt import MqttConfig, read_password; "
+            "assert read_password(MqttConfig(password_env='EDGE_PW')) == sys.argv[1]; "
+            "proc = open(f'/proc/{os.getpid()}/environ', 'rb').read(); "
+            "child = subprocess.run(['env'], capture_output=True, text=True).stdout; "
+            "print('EDGE_PW' in os.environ, sys.argv[1].encode() in proc, sys.argv[1] in child, b'PATH=' in proc)")
+    done = subprocess.run([sys.executable, "-c", code, secret], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT, env={**os.environ, "EDGE_PW": secret})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False", "False", "True"]  # gone; the rest of the block intact
+
+
+def test_the_event_log_is_private(tmp_path: Path) -> None:
+    fresh = JsonlSink(tmp_path / "logs" / "events.jsonl")
+    fresh.publish("cam", {"type": "start"})
+    fresh.close()
+    old = tmp_path / "old.jsonl"
+    old.write_text("")
+    old.chmod(0o644)
+    JsonlSink(old).close()
+    for path in (fresh.path, old):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edge.backends import open_backend
-from edge.backends.tensorrt import (MAGIC, EngineHeader, EngineMismatch, check_header, engine_name, find_engine,
-                                    parse_engine_name, read_engine, sm_string, trt_major_minor, write_engine)
+from edge.backends.tensorrt import (MAGIC, EngineHeader, EngineMismatch, check_header, engine_name, engines_for,
+                                    find_engine, parse_engine_name, read_engine, sm_string, trt_major_minor,
+                                    write_engine)
 
 HEADER = EngineHeader(model="head", precision="int8", tensorrt="10.3.0.30", gpu="Orin", sm="87",
                       source_onnx="head.s8s8.onnx", source_sha256="ab" * 32,
@@ -90,3 +91,26 @@ def test_backend_runs_an_engine(tmp_path: Path) -> None:
     backend = open_backend(str(path))
     x = np.array([[-1, 2, -3, 4]] * 3, np.float32)
     assert np.array_equal(backend.run({"x": x})["y"], np.maximum(x, 0))
+
+
+def test_the_engines_a_bundle_would_run_are_checked_up_front(tmp_path: Path) -> None:
+    """What ``--backend tensorrt --validate-config`` checks after TensorRT itself: an engine per model, intact,
+    built for this TensorRT and GPU from the bundle's own ONNX file."""
+    files = {"clip_visual.onnx": "cc" * 32, "head.s8s8.onnx": "ab" * 32}
+    clip = EngineHeader(**{**HEADER.__dict__, "model": "clip_visual", "precision": "fp16",
+                           "source_onnx": "clip_visual.onnx", "source_sha256": "cc" * 32})
+    with pytest.raises(FileNotFoundError, match="no TensorRT engine for clip_visual .*make engine"):
+        engines_for(tmp_path, files, "10.3.0", "87")
+    write_engine(tmp_path / engine_name("clip_visual", "fp16", "10.3.0", "87"), clip, b"clip-plan")
+    head = write_engine(tmp_path / engine_name("head", "int8", "10.3.0", "87"), HEADER, b"head-plan")
+    assert engines_for(tmp_path, files, "10.3.0", "87") == {
+        "clip_visual": tmp_path / "clip_visual.fp16.trt10.3.sm87.engine", "head": head}
+    with pytest.raises(FileNotFoundError, match="TensorRT 10.4, GPU sm87"):  # built for another TensorRT
+        engines_for(tmp_path, files, "10.4.0", "87")
+    with pytest.raises(EngineMismatch, match="built from another head.s8s8.onnx"):  # the bundle was re-exported
+        engines_for(tmp_path, {**files, "head.s8s8.onnx": "ef" * 32}, "10.3.0", "87")
+    with pytest.raises(EngineMismatch, match="does not list"):
+        engines_for(tmp_path, {"clip_visual.onnx": "cc" * 32}, "10.3.0", "87")
+    head.write_bytes(head.read_bytes()[:-1] + b"X")  # a corrupt copy
+    with pytest.raises(ValueError, match="do not match the header's sha256"):
+        engines_for(tmp_path, files, "10.3.0", "87")
