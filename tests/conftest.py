@@ -11,8 +11,9 @@ import pytest
 from showcase.scenes import write_scene_video
 from train.paths import ENV_VAR, PROJECT_ROOT, shared_data_dir
 
-# A stand-in for real footage: 377 frames at 12.5 fps (23 snippets), 16:9, an explosion in frames 77..253.
-SCENE_VIDEO = {"label": "Explosion", "frames": 377, "fps": 12.5, "size": (384, 216), "seed": 0}
+# A stand-in for real footage, shaped like the Intel sample car-detection.mp4: 768x432, 377 frames at 12.5 fps
+# (23 snippets); an explosion in frames 77..253.
+SCENE_VIDEO = {"label": "Explosion", "frames": 377, "fps": 12.5, "size": (768, 432), "seed": 0}
 
 
 @pytest.fixture(scope="session")

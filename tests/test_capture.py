@@ -179,8 +179,8 @@ def test_file_ends_with_every_wanted_frame_in_order(tmp_path: Path) -> None:
     assert stats.state is CameraState.ENDED and stats.reconnects == 0
 
 
-def test_real_video_reads_to_the_end(shared_data: Path) -> None:
-    path = shared_data / "videos" / "car-detection.mp4"
+def test_real_video_reads_to_the_end(scene_video: Path) -> None:
+    path = scene_video
     wake = threading.Event()
     with CameraCapture(f"park={path}", CaptureOptions(realtime=False, queue_size=4, **FAST),
                        wants=lambda i: i % 16 == 0, wake=wake) as cam:
@@ -191,9 +191,9 @@ def test_real_video_reads_to_the_end(shared_data: Path) -> None:
     assert frames[0].image.shape == (432, 768, 3)
 
 
-def test_video_file_name_with_percent_is_taken_literally(shared_data: Path, tmp_path: Path) -> None:
+def test_video_file_name_with_percent_is_taken_literally(scene_video: Path, tmp_path: Path) -> None:
     path = tmp_path / "gate_%d_100%.mp4"  # as an image-sequence pattern this would be "invalid multiple patterns"
-    shutil.copy(shared_data / "videos" / "car-detection.mp4", path)
+    shutil.copy(scene_video, path)
     spec = parse_source(f"gate={path}")
     assert (spec.kind, spec.api, spec.target) == (SourceKind.FILE, cv2.CAP_FFMPEG, str(path))
     with CameraCapture(spec, CaptureOptions(realtime=False, queue_size=4, **FAST),

@@ -110,7 +110,7 @@ def test_export_writes_a_verified_self_describing_model(exported: tuple[Path, di
     assert matches(path, "tiny", seed=0) and not matches(path, "tiny", seed=1) and not matches(path, "random")
 
 
-def test_onnxruntime_backend_agrees_with_torch_at_any_batch(exported: tuple[Path, dict], shared_data: Path) -> None:
+def test_onnxruntime_backend_agrees_with_torch_at_any_batch(exported: tuple[Path, dict]) -> None:
     path, _ = exported
     backend = OnnxRuntimeBackend(path, threads=1)
     assert isinstance(backend, InferenceBackend)

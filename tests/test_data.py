@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from train.data.dataset import FeatureDataset
+from train.data.layouts import load_layout
 from train.data.release import (
     chunk,
     infer_dataset,
@@ -18,6 +19,13 @@ from train.data.release import (
 )
 
 RNG = np.random.default_rng(0)
+UCF_AUTHOR_ROOT = "/home/xbgydx/Desktop/UCFClipFeatures"  # as written in VadCLIP's ucf_CLIP_rgb.csv
+
+
+def public_ucf_train() -> list[tuple[str, str]]:
+    """(video, label) of the real UCF-Crime training list, in its order (train/data/public)."""
+    arrays = load_layout("ucf")
+    return list(zip(arrays["train_names"].tolist(), arrays["train_labels"].tolist()))
 
 
 def _feats(t: int, value: float | None = None) -> np.ndarray:
@@ -34,9 +42,10 @@ def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 # ------------------------------------------------------------ release format
 
 
-def test_public_ucf_list_loads_via_feature_root(tmp_path: Path, shared_data: Path) -> None:
+def test_public_ucf_list_loads_via_feature_root(tmp_path: Path) -> None:
     """The first 20 rows of the real UCF list (authors' absolute paths) resolve under a feature root."""
-    lines = (shared_data / "annotations/ucf/ucf_CLIP_rgb.csv").read_text().splitlines()[:21]
+    lines = ["path,label"] + [f"{UCF_AUTHOR_ROOT}/Abuse/{name}__{k}.npy,{label}"
+                              for name, label in public_ucf_train()[:2] for k in range(10)]
     root = tmp_path / "UCFClipFeatures"
     for line in lines[1:]:
         raw = Path(line.split(",")[0])

@@ -57,7 +57,7 @@ def test_realtime_latency_runs_from_the_onset_frame_to_the_arrival() -> None:
 
 
 @pytest.mark.slow
-def test_fast_demo_detects_held_out_scenes_end_to_end(shared_data: Path, mosquitto_bin: str, tmp_path: Path) -> None:
+def test_fast_demo_detects_held_out_scenes_end_to_end(mosquitto_bin: str, tmp_path: Path) -> None:
     """`make demo FAST=1` for real: render, tiny-CLIP features, teacher, student, bundle, edge/run.py over a real
     mosquitto, then one anomaly per class paced in real time. The held-out anomalies are alerted with the right
     category, soon after their onset, and every event that starts also ends."""

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.preprocess import center_crop, preprocess
+from showcase.scenes import write_scene_video
 from edge.snippets import (
     SnippetAccumulator,
     encoded_frame_indices,
@@ -147,15 +148,15 @@ def _features(out: Path, name: str, k: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def videos(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A list file: the two real sample videos and one file that is not a video."""
+def videos(scene_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A list file: two rendered videos (an explosion, a normal street) and one file that is not a video."""
     folder = tmp_path_factory.mktemp("videos")
     (folder / "broken.mp4").write_text("not a video\n")
-    real = sorted((shared_data / "videos").glob("*.mp4"))
-    assert len(real) == 2
+    street = folder / "street.mp4"
+    write_scene_video(street, "Normal", frames=64, fps=12.5, size=(768, 432), seed=1)
     listing = folder / "videos.txt"
-    listing.write_text("\n".join([*(str(p) for p in real), "broken.mp4"]) + "\n")
-    (folder / "labels.txt").write_text("car-detection Abuse\n")
+    listing.write_text("\n".join([str(scene_video), str(street), "broken.mp4"]) + "\n")
+    (folder / "labels.txt").write_text("explosion Explosion\n")
     return listing
 
 
@@ -170,7 +171,7 @@ def torch_run(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_extractor_writes_vadclip_format_and_reports_failures(torch_run: Path) -> None:
-    for name in ("car-detection", "one-by-one-person-detection"):
+    for name in ("explosion", "street"):
         for k in range(5):
             feats = _features(torch_run, name, k)
             assert feats.shape == (2, 512) and feats.dtype == np.float32  # floor(40 / 16) snippets
@@ -178,8 +179,8 @@ def test_extractor_writes_vadclip_format_and_reports_failures(torch_run: Path) -
     with open(torch_run / "list.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 10 and all(Path(r["path"]).is_absolute() and Path(r["path"]).is_file() for r in rows)
-    assert {Path(r["path"]).name: r["label"] for r in rows}["car-detection__3.npy"] == "Abuse"
-    assert {Path(r["path"]).name: r["label"] for r in rows}["one-by-one-person-detection__0.npy"] == "Normal"
+    assert {Path(r["path"]).name: r["label"] for r in rows}["explosion__3.npy"] == "Explosion"
+    assert {Path(r["path"]).name: r["label"] for r in rows}["street__0.npy"] == "Normal"
 
 
 def test_extractor_resumes_and_refuses_mixed_settings(torch_run: Path, videos: Path) -> None:
@@ -195,31 +196,30 @@ def test_onnx_and_torch_backends_give_the_same_features(torch_run: Path, videos:
     assert main(["--videos", str(videos), "--out", str(tmp_path), "--clip", "tiny", "--backend", "onnx",
                  "--max-frames", "40", "--crops", "5", "--encode-every", "1"]) == 1
     assert (tmp_path / "clip_visual.onnx").is_file()
-    for name in ("car-detection", "one-by-one-person-detection"):
+    for name in ("explosion", "street"):
         for k in range(5):
             onnx_feats, torch_feats = _features(tmp_path, name, k), _features(torch_run, name, k)
             assert onnx_feats.shape == torch_feats.shape == (2, 512)
             assert cosine_rows(onnx_feats, torch_feats).min() > 0.999
 
 
-def test_crop_zero_is_the_device_path(shared_data: Path, tmp_path: Path, torch_run: Path) -> None:
+def test_crop_zero_is_the_device_path(scene_video: Path, tmp_path: Path, torch_run: Path) -> None:
     """Crop 0 of a multi-crop run = edge.preprocess -> CLIP -> mean of encoded frames, recomputed here."""
     import torch
 
     from train.models.clip_visual import load_clip_visual
 
-    video = shared_data / "videos" / "car-detection.mp4"
-    cap = cv2.VideoCapture(str(video))
+    cap = cv2.VideoCapture(str(scene_video))
     frames = [cap.read()[1] for _ in range(32)]
     cap.release()
     with torch.inference_mode():
         embeds = load_clip_visual("tiny")(torch.from_numpy(preprocess(frames))).numpy()  # [32, 512]
     expected = snippet_features(embeds, 1)  # [2, 512]
-    np.testing.assert_allclose(_features(torch_run, "car-detection", 0), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_features(torch_run, "explosion", 0), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_snippet_count_is_floor_of_frames_with_sparse_encoding(shared_data: Path, tmp_path: Path) -> None:
-    video = shared_data / "videos" / "car-detection.mp4"
+def test_snippet_count_is_floor_of_frames_with_sparse_encoding(scene_video: Path, tmp_path: Path) -> None:
+    video = scene_video
     cap = cv2.VideoCapture(str(video))
     frames = 0
     while cap.grab():
@@ -229,4 +229,4 @@ def test_snippet_count_is_floor_of_frames_with_sparse_encoding(shared_data: Path
     (tmp_path / "list.txt").write_text(f"{video}\n")
     assert main(["--videos", str(tmp_path / "list.txt"), "--out", str(tmp_path / "out"), "--clip", "tiny",
                  "--encode-every", "16", "--batch", "8"]) == 0
-    assert _features(tmp_path / "out", "car-detection").shape == (377 // 16, 512)
+    assert _features(tmp_path / "out", "explosion").shape == (377 // 16, 512)

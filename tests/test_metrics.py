@@ -164,11 +164,12 @@ def test_detection_input_errors_name_the_problem() -> None:
         detection_map(scores, [[[16, 48]]], [["B1"]], ("A", "B1", "B2"))
 
 
-def test_real_ucf_layout_reference_map_is_13_14_of_corrected(shared_data: Path) -> None:
+def test_real_ucf_layout_reference_map_is_13_14_of_corrected() -> None:
     """On the real UCF-Crime test annotations the reference mean includes a normal class that never scores."""
-    annotations = shared_data / "annotations" / "ucf"
-    segments = list(np.load(annotations / "gt_segment_ucf.npy", allow_pickle=True))
-    labels = list(np.load(annotations / "gt_label_ucf.npy", allow_pickle=True))
+    from train.data.layouts import real_test_videos
+
+    real = real_test_videos("ucf")
+    segments, labels = [s for _, _, s, _ in real], [c for _, _, _, c in real]
     rng = np.random.default_rng(0)
     scores = []
     for segs, labs in zip(segments, labels):

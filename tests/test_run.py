@@ -78,8 +78,8 @@ def _events(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
 
 
-def test_file_camera_end_to_end(tiny_bundle: Path, shared_data: Path, mosquitto_bin: str, tmp_path: Path) -> None:
-    video = shared_data / "videos" / "car-detection.mp4"
+def test_file_camera_end_to_end(tiny_bundle: Path, scene_video: Path, mosquitto_bin: str, tmp_path: Path) -> None:
+    video = scene_video
     with MosquittoBroker(mosquitto_bin, tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
         try:
@@ -118,9 +118,9 @@ def test_file_camera_end_to_end(tiny_bundle: Path, shared_data: Path, mosquitto_
         assert outbox.depth() == 0 and outbox.next_seq("car") == len(events) + 1
 
 
-def test_sigterm_closes_events_flushes_and_goes_offline(tiny_bundle: Path, shared_data: Path, mosquitto_bin: str,
+def test_sigterm_closes_events_flushes_and_goes_offline(tiny_bundle: Path, scene_video: Path, mosquitto_bin: str,
                                                         tmp_path: Path) -> None:
-    video = shared_data / "videos" / "car-detection.mp4"
+    video = scene_video
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what systemd listens on
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(0.2)

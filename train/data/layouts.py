@@ -134,6 +134,17 @@ def split_by_counts(values: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
     return np.split(values, np.cumsum(counts)[:-1])
 
 
+def real_test_videos(layout: str) -> list[tuple[str, np.ndarray, np.ndarray, list[str]]]:
+    """Per real test video (list order): name, frame ground truth [frames] float32 0/1, VadCLIP segments
+    [S,2] (frames) and their classes (``["A"]`` for a normal video)."""
+    arrays = load_layout(layout)
+    runs_of = split_by_counts(arrays["gt_runs"], arrays["gt_run_counts"])
+    segments = split_by_counts(arrays["segments"], arrays["segment_counts"])
+    classes = split_by_counts(arrays["segment_classes"], arrays["segment_counts"])
+    return [(str(name), frames_from_runs(int(n), r), s, c.tolist())
+            for name, n, r, s, c in zip(arrays["test_names"], arrays["test_frames"], runs_of, segments, classes)]
+
+
 def differences(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
     """Names of the arrays that differ (dtype kind, shape or values) between two layouts."""
     return [k for k in KEYS if a[k].dtype.kind != b[k].dtype.kind or not np.array_equal(a[k], b[k])]
