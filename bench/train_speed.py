@@ -29,7 +29,7 @@ import torch
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.configfile import load_config  # noqa: E402
+from edge.configfile import add_config_arguments, config_from_args, run_main  # noqa: E402
 from train.data.release import Split  # noqa: E402
 from train.data.labels import UCF  # noqa: E402
 from train.models.cplvad import CPLVAD  # noqa: E402
@@ -72,19 +72,18 @@ def make_step(cfg: TrainConfig, seed: int = 0) -> Callable[[], float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/train_speed.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/train/ucf.yaml")
+    add_config_arguments(parser, TrainConfig, ROOT / "configs/train/ucf.yaml")
     parser.add_argument("--steps", type=int, default=20, help="timed steps of each precision")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each precision first")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/train_speed.json")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.steps < 1 or args.warmup < 0:
         parser.error(f"--steps {args.steps} / --warmup {args.warmup}: need steps >= 1 and warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    cfg = config_from_args(TrainConfig, args)
     steps = {name: make_step(cfg.model_copy(update={"bf16": name == "bf16"})) for name in ("fp32", "bf16")}
     for step in steps.values():
         for _ in range(args.warmup):
@@ -116,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, prog="python bench/train_speed.py"))

@@ -164,17 +164,23 @@ def dump_config(config: BaseModel, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
-def config_keys(model_cls: type[BaseModel], prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(dotted key, default, description) of every leaf key of a config model, sections expanded."""
+def config_keys(model_cls: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None
+                ) -> list[tuple[str, Any, str]]:
+    """(dotted key, default, description) of every leaf key of a config model, sections expanded; a section's
+    defaults are those of its default instance (``model: X = X(a=1)`` shows ``model.a = 1``)."""
     rows = []
     for name, field in model_cls.model_fields.items():
+        if defaults is not None:
+            default = getattr(defaults, name)
+        else:
+            default = None if field.is_required() else field.get_default(call_default_factory=True)
         section = _section_class(field.annotation)
         if isinstance(section, type) and issubclass(section, BaseModel):
-            rows += config_keys(section, f"{prefix}{name}.")
+            rows += config_keys(section, f"{prefix}{name}.", default if isinstance(default, section) else None)
             continue
-        default = None if field.is_required() else field.get_default(call_default_factory=True)
         description = field.description or _comments(model_cls).get(name, "")
-        rows.append((f"{prefix}{name}", "(required)" if field.is_required() else default, description))
+        rows.append((f"{prefix}{name}", "(required)" if field.is_required() and defaults is None else default,
+                     description))
     return rows
 
 

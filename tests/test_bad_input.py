@@ -230,3 +230,12 @@ def test_the_tensorrt_backend_without_tensorrt_is_refused_up_front(tiny_bundle: 
         result = run_edge(tmp_path, "--bundle", str(tiny_bundle), "--backend", "tensorrt", *extra)
         line = _one_error_line(result)
         assert "TensorRT is not importable" in line and "--backend onnxruntime" in line, line
+
+
+@pytest.mark.parametrize(("args", "origin"), [(["--set", "outbox.max_rows=-3"], "--set outbox.max_rows=-3"),
+                                              (["--device-name", "front door"], "--device-name front door")])
+def test_command_line_errors_name_the_command_line(tiny_bundle: Path, tmp_path: Path, args: list[str],
+                                                   origin: str) -> None:
+    """A bad value given on the command line is blamed on the flag, not on configs/edge/default.yaml."""
+    line = _one_error_line(run_edge(tmp_path, "--bundle", str(tiny_bundle), "--validate-config", *args))
+    assert f"edge.run: {origin}: " in line and "default.yaml" not in line, line

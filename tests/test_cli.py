@@ -95,3 +95,10 @@ def test_run_imports_neither_torch_nor_train() -> None:
     done = subprocess.run([sys.executable, "-m", "cplvad", "run", "--set", "stats.interval=3", "--validate-config"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown key 'stats.interval'; did you mean 'stats.interval_s'?" in done.stderr
+
+
+def test_eval_scores_selects_the_offline_evaluation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--scores=x.npz", "--help"]) == 0
+    assert "--scores" in capsys.readouterr().out.split("options:")[1]
+    assert main(["eval", "--help"]) == 0
+    assert "--run" in capsys.readouterr().out

@@ -19,7 +19,6 @@ The config is saved with the weights (``checkpoint``) and is authoritative on lo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -29,7 +28,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+
+from edge.configfile import StrictModel
 
 from train.data.labels import UCF
 from train.data.release import chunk, unchunk
@@ -42,8 +44,10 @@ log = logging.getLogger(__name__)
 TEXT_ENCODER_PREFIX = "prompts.encoder."  # frozen CLIP weights: rebuilt from the config, not checkpointed
 
 
-@dataclass
-class CPLVADConfig:
+class CPLVADConfig(StrictModel):
+    """The teacher's architecture: the ``model`` section of the training config, saved with the weights and
+    authoritative on load. ``cplvad train`` sets ``class_names`` from the dataset and ``max_len`` to ``data.length``."""
+
     class_names: tuple[str, ...] = UCF.names  # class 0 is the normal class; M = len(class_names)
     feature_dim: int = 512  # input snippet features (CLIP ViT-B/16 projection)
     d_model: int = 512  # width of the temporal encoder
@@ -57,7 +61,9 @@ class CPLVADConfig:
     max_len: int = 256  # training clip length T (a multiple of 2^(L-1)); longer inputs still work
     head_convs: int = 3  # convs in the shared binary head (the last one outputs the logit)
     prior_prob: float = 0.01  # initial anomaly probability of the binary head
-    text_source: str | None = "random"  # CLIP text: HF dir | 'random' | 'tiny'; None = text passed to forward
+    text_source: str | None = "random"  # CLIP text encoder: a Hugging Face id | a local Hugging Face CLIP folder |
+    # random | tiny (random: tests only) | auto (cplvad train: the CLIP the features were extracted with, from their
+    # extract.json) | None (the text embeddings are passed to forward)
     text_seed: int = 0
     text_dim: int = 512  # CLIP text projection size (F_T's width)
     num_ctx: int = 9  # learned context vectors in the prompts
@@ -65,14 +71,15 @@ class CPLVADConfig:
     abs_position: bool = False  # add sinusoidal absolute positions after the embedding (ActionFormer: off)
     input_skip: bool = True  # add a linear map of the (max-pooled) input snippets to every level's features
 
-    def __post_init__(self) -> None:
-        self.class_names = tuple(self.class_names)
+    @model_validator(mode="after")
+    def _check(self) -> CPLVADConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of num_heads={self.num_heads}")
         if self.num_levels < 2:
             raise ValueError(f"num_levels={self.num_levels}: need at least 2 (a stem and a global level)")
         if len(self.class_names) < 2:
             raise ValueError(f"class_names={self.class_names}: need the normal class and an anomaly class")
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -451,7 +458,7 @@ class CPLVAD(nn.Module):
 
     def checkpoint(self) -> dict[str, Any]:
         state = {k: v for k, v in self.state_dict().items() if not k.startswith(TEXT_ENCODER_PREFIX)}
-        return {"config": dataclasses.asdict(self.config), "model": state}
+        return {"config": self.config.model_dump(), "model": state}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], **overrides: Any) -> CPLVAD:

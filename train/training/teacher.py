@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from edge import car
-from edge.configfile import StrictModel, add_config_arguments, config_from_args, dump_config, run_main
+from edge.configfile import ConfigError, StrictModel, add_config_arguments, config_from_args, dump_config, run_main
 from train.data.dataset import FeatureDataset
 from train.data.provenance import check_text, feature_record, resolve_text_source, write_run
 from train.data.release import DEFAULT_LEN, Split, check_dataset, feature_stats, load_ground_truth, load_split
@@ -58,21 +58,6 @@ class DataConfig(StrictModel):
     # by video-level AUC (video labels only; 0: keep the last epoch). The test set never picks anything.
 
 
-class ModelConfig(StrictModel):
-    d_model: int = 512
-    num_heads: int = 8
-    num_levels: int = 6
-    window: int = 8
-    num_stem_blocks: int = 2
-    drop_path: float = 0.1
-    num_ctx: int = 9
-    text_source: str = "auto"  # CLIP text encoder: auto (the CLIP the features were extracted with, from their
-    # extract.json) | a Hugging Face id | a local Hugging Face CLIP folder | random | tiny (random: tests only)
-    text_seed: int = 0
-    abs_position: bool = False  # sinusoidal absolute positions after the embedding (ActionFormer: off)
-    input_skip: bool = True  # every level also sees a linear map of its (max-pooled) input snippets
-
-
 class OptimConfig(StrictModel):
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -93,7 +78,7 @@ class PseudoConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    model: CPLVADConfig = CPLVADConfig(text_source="auto")  # the teacher's architecture (train.models.cplvad)
     optim: OptimConfig = OptimConfig()
     pseudo: PseudoConfig = PseudoConfig()
     out: str = "runs/teacher"
@@ -136,12 +121,15 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
 
 
 def model_config(cfg: TrainConfig, split: Split) -> CPLVADConfig:
-    m = cfg.model
-    return CPLVADConfig(class_names=split.label_map.names, d_model=m.d_model, num_heads=m.num_heads,
-                        num_levels=m.num_levels, window=m.window, num_stem_blocks=m.num_stem_blocks,
-                        drop_path=m.drop_path, max_len=cfg.data.length, num_ctx=m.num_ctx,
-                        text_source=m.text_source, text_seed=m.text_seed,
-                        abs_position=m.abs_position, input_skip=m.input_skip)
+    """``cfg.model`` with the dataset's classes and ``max_len = data.length``; a different value set by hand is an
+    error (a resolved config.yaml holds the same values)."""
+    derived = {"class_names": split.label_map.names, "max_len": cfg.data.length}
+    for key, value in derived.items():
+        given = getattr(cfg.model, key)
+        if key in cfg.model.model_fields_set and given != value:
+            source = "the dataset's classes" if key == "class_names" else "data.length"
+            raise ConfigError(f"model.{key}={given!r} differs from {source} ({value!r}); leave model.{key} out")
+    return cfg.model.model_copy(update=derived)
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
@@ -385,6 +373,7 @@ def run(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     data_dir = Path(cfg.data.dir)
     full = load_split(data_dir, "train", cfg.data.dataset, cfg.data.feature_root)
+    cfg.model = model_config(cfg, full)  # the resolved config.yaml records the classes and clip length used
     provenance = text_provenance(cfg, full)
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
