@@ -74,7 +74,8 @@ def derive_layout(layout: str, data_dir: str | Path) -> dict[str, np.ndarray]:
     train_csv, test_csv, seg_name, lab_name = SOURCES[layout]
     ann, gt_dir = data_dir / "annotations" / layout, data_dir / "gt" / layout
     if not gt_dir.is_dir():
-        raise FileNotFoundError(f"{gt_dir} not found: --data-dir must hold annotations/{layout}/ and gt/{layout}/")
+        raise FileNotFoundError(f"{gt_dir} not found: --data-dir must hold annotations/{layout}/ and "
+                                f"gt/{layout}/")
     # UCF: <video>__9_gt.npy, XD: <video>__0.npy
     gt_files = {split_crop(p.stem.removesuffix("_gt"))[0]: p for p in gt_dir.glob("*.npy")}
     seg_file, lab_file = ann / seg_name, ann / lab_name
@@ -90,7 +91,8 @@ def derive_layout(layout: str, data_dir: str | Path) -> dict[str, np.ndarray]:
             raise FileNotFoundError(f"{gt_dir}: no gt file for test video {name}")
         gt = np.load(gt_files[name])
         if gt.size % FRAMES_PER_SNIPPET or not np.isin(gt, (0.0, 1.0)).all():
-            raise ValueError(f"{gt_files[name]}: expected 0/1 values, a multiple of {FRAMES_PER_SNIPPET} frames")
+            raise ValueError(f"{gt_files[name]}: expected 0/1 values, a multiple of {FRAMES_PER_SNIPPET} "
+                             f"frames")
         frames.append(gt.size)
         gt_runs.append(runs(gt))
         segs.append(np.asarray(segments[i], np.float64).reshape(-1, 2))
@@ -99,7 +101,8 @@ def derive_layout(layout: str, data_dir: str | Path) -> dict[str, np.ndarray]:
     return {
         "test_names": np.array([t[0] for t in test]), "test_labels": np.array([t[1] for t in test]),
         "test_crops": np.array([t[2][0] for t in test], np.int64), "test_frames": np.array(frames, np.int64),
-        "gt_runs": np.concatenate(gt_runs).reshape(-1, 2), "gt_run_counts": np.array([len(r) for r in gt_runs], np.int64),
+        "gt_runs": np.concatenate(gt_runs).reshape(-1, 2),
+        "gt_run_counts": np.array([len(r) for r in gt_runs], np.int64),
         "segments": np.concatenate(segs), "segment_counts": np.array([len(s) for s in segs], np.int64),
         "segment_classes": np.array([c for cs in classes for c in cs]),
         "train_names": np.array([t[0] for t in train]), "train_labels": np.array([t[1] for t in train]),
@@ -112,11 +115,13 @@ def read_layout_file(path: str | Path) -> dict[str, np.ndarray]:
     """The layout arrays of a derived ``<layout>.npz``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: reinstall the package or derive it (python -m train.data.layouts)")
+        raise FileNotFoundError(f"{path} not found: reinstall the package or derive it "
+                                f"(python -m train.data.layouts)")
     with np.load(path, allow_pickle=False) as z:
         missing = set(KEYS) - set(z.files)
         if missing:
-            raise ValueError(f"{path}: missing arrays {sorted(missing)}; re-derive it (python -m train.data.layouts)")
+            raise ValueError(f"{path}: missing arrays {sorted(missing)}; re-derive it "
+                             f"(python -m train.data.layouts)")
         return {k: z[k] for k in KEYS}
 
 
@@ -142,7 +147,8 @@ def real_test_videos(layout: str) -> list[tuple[str, np.ndarray, np.ndarray, lis
     segments = split_by_counts(arrays["segments"], arrays["segment_counts"])
     classes = split_by_counts(arrays["segment_classes"], arrays["segment_counts"])
     return [(str(name), frames_from_runs(int(n), r), s, c.tolist())
-            for name, n, r, s, c in zip(arrays["test_names"], arrays["test_frames"], runs_of, segments, classes)]
+            for name, n, r, s, c in zip(arrays["test_names"], arrays["test_frames"], runs_of, segments,
+                                        classes)]
 
 
 def differences(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
@@ -151,7 +157,8 @@ def differences(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.data.layouts", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.data.layouts",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True,
                         help="folder with annotations/<layout>/ (VadCLIP) and gt/<layout>/ (PEL4VAD)")
     parser.add_argument("--out", type=Path, default=LAYOUT_DIR, help="where to write <layout>.npz")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "https://github.com/intel-iot-devkit/sample-videos/raw/master/"
 SAMPLES = {  # name -> SHA-256 of the published file
-    "car-detection.mp4": "d31e0ebf194cc16e50eea784e7c3b0b1bb7976a4fb9b3fec26cb92a6704cca34",  # 768x432, 377 frames
+    "car-detection.mp4": "d31e0ebf194cc16e50eea784e7c3b0b1bb7976a4fb9b3fec26cb92a6704cca34",
     "one-by-one-person-detection.mp4": "a5964aa259099a482a8b360ffc2c57b5a30f84d5919236a4dad01f8e929ac07c",
 }
 CACHE_VAR = "CPLVAD_CACHE"
@@ -33,7 +33,8 @@ CACHE_VAR = "CPLVAD_CACHE"
 
 def cache_dir() -> Path:
     """Where fetched samples are kept: ``$CPLVAD_CACHE/videos`` or ``~/.cache/cplvad-edge/videos``."""
-    root = os.environ.get(CACHE_VAR) or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cplvad-edge"
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cplvad-edge"
+    root = os.environ.get(CACHE_VAR) or default
     return Path(root) / "videos"
 
 
