@@ -249,7 +249,8 @@ def realtime_latency(events: list[dict], arrivals: dict[tuple[str, str], float],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cplvad demo", description="CPL-VAD Edge end to end on rendered scenes and sample videos")
     parser.add_argument("--fast", action="store_true", help="tiny CLIP and fewer scenes (~2 minutes)")
-    parser.add_argument("--work", type=Path, default=None, help="artifact folder (default demo/ or demo-fast/)")
+    parser.add_argument("--out", "--work", dest="work", type=Path, default=None,
+                        help="artifact folder (default demo/ or demo-fast/)")
     parser.add_argument("--fresh", action="store_true", help="discard cached artifacts first")
     parser.add_argument("--mqtt-host", default=None, help="use this broker instead of starting one")
     parser.add_argument("--mqtt-port", type=int, default=1883)

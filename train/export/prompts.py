@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         emb = recompute(args.run, args.classes.split(","), args.out, args.levels)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # the user's run, classes or bundle
         log.error("%s", err)
-        return 1
+        return 2
     log.info("wrote %s: %d classes x %d levels in %.1f s", args.out, len(emb.classes), emb.embeddings.shape[0],
              time.perf_counter() - start)
     return 0

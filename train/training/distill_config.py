@@ -26,7 +26,7 @@ class DistillLossConfig(StrictModel):
 
 
 class DistillConfig(StrictModel):
-    teacher: str | None = None  # teacher run folder (train.training.teacher's out): teacher.pt, text_embeddings.npz
+    teacher: str | None = None  # teacher run folder (cplvad train's out): teacher.pt, text_embeddings.npz
     data: str | None = None  # dataset folder; None: the teacher's data.dir
     feature_root: str | None = None  # None: the teacher's data.feature_root
     crops: int | None = None  # crops per training video used (None: all)
@@ -38,4 +38,4 @@ class DistillConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads (0: torch's default)
     workers: int = 0  # DataLoader worker processes
-    evaluate: bool = True  # run train.evaluation.stream on the test set at the end
+    evaluate: bool = True  # cplvad distill then runs the streaming evaluation (cplvad eval) on the test set
