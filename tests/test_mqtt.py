@@ -92,6 +92,7 @@ def test_read_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CPLVAD_TEST_MQTT_PW", "s3cret")
     assert read_password(MqttConfig(password_env="CPLVAD_TEST_MQTT_PW")) == "s3cret"
     (tmp_path / "pw").write_text("from-file\n")
+    (tmp_path / "pw").chmod(0o600)  # a password file others can read is refused (tests/test_security.py)
     assert read_password(MqttConfig(password_file=tmp_path / "pw")) == "from-file"
     with pytest.raises(ValueError, match="CPLVAD_TEST_MQTT_MISSING.*not set"):
         read_password(MqttConfig(password_env="CPLVAD_TEST_MQTT_MISSING"))
