@@ -1,7 +1,7 @@
 """The device loop on a real small bundle and real video: streaming equals offline, batching, gaps, NaN, stats.
 
 The bundle is built from tiny random models by :func:`build_tiny_bundle` (through
-``train.export.bundle.build_random_bundle``: train/export/clip.py, train/export/bundle.py's ``export_head``, ``edge.bundle.Manifest``) and
+``train.export.bundle.build_random_bundle``: the CLIP export, ``export_head`` and ``edge.bundle.write_manifest``) and
 cached under pytest's cache folder, keyed by the sources it depends on, so only the first run pays for the exports.
 """
 from __future__ import annotations

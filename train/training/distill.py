@@ -52,7 +52,7 @@ from train.models.cplvad import CPLVAD
 from train.models.student import Student, StudentOutput
 from train.evaluation.stream import evaluate_run
 from train.models.text import TextEmbeddings, save_text_embeddings
-from train.training.distill_config import DistillConfig, DistillLossConfig, DistillOptimConfig  # noqa: F401
+from train.training.distill_config import DistillConfig, DistillLossConfig
 from train.training.teacher import TrainConfig
 
 log = logging.getLogger(__name__)
