@@ -102,9 +102,8 @@ def resolve(source: str | Path) -> Resolved:
     path = Path(s)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"CLIP source {s}: not a local Hugging Face CLIP folder (no {path / 'config.json'}) nor a Hugging Face "
-            f"id (org/name); expected e.g. openai/clip-vit-base-patch16, a save_pretrained folder, or 'random' / "
-            f"'tiny'")
+            f"CLIP source {s}: not a Hugging Face id (org/name) nor a local Hugging Face CLIP folder (no config.json "
+            f"in {path}); expected e.g. openai/clip-vit-base-patch16, a save_pretrained folder, or 'random' / 'tiny'")
     return Resolved(s, str(path), None, path)
 
 
@@ -163,7 +162,7 @@ def weights_sha256(folder: Path) -> str | None:
 
 
 def identity(source: str | Path, seed: int = 0) -> dict[str, Any]:
-    """The weights' identity as recorded in feature folders, runs and bundles (see :func:`same_weights`).
+    """The weights' identity as recorded in feature folders, runs and bundles (compared by ``same_weights``).
 
     Call it after loading: a Hugging Face id's weights are then in the cache's snapshot folder.
     """
@@ -178,25 +177,3 @@ def identity(source: str | Path, seed: int = 0) -> dict[str, Any]:
         ident["path"] = str(Path(s).resolve())
     ident["weights_sha256"] = weights_sha256(real.folder)
     return ident
-
-
-def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two identities name the same weights: random kind and seed; the weights' sha256 when both have
-    it; else the repo id and revision."""
-    if a.get("random") or b.get("random"):
-        return a.get("kind") == b.get("kind") and a.get("seed") == b.get("seed")
-    if a.get("weights_sha256") and b.get("weights_sha256"):
-        return a["weights_sha256"] == b["weights_sha256"]
-    return bool(a.get("repo_id")) and (a.get("repo_id"), a.get("revision")) == (b.get("repo_id"), b.get("revision"))
-
-
-def label(ident: dict[str, Any] | None) -> str:
-    """A short human name for an identity, for messages."""
-    if not ident:
-        return "an unrecorded encoder"
-    if ident.get("random"):
-        return f"{ident.get('kind')} (random weights, seed {ident.get('seed')})"
-    sha = (ident.get("weights_sha256") or "")[:12]
-    if ident.get("repo_id"):
-        return f"{ident['repo_id']}@{(ident.get('revision') or '?')[:12]} (weights sha256 {sha})"
-    return f"{ident.get('path', ident.get('source'))} (weights sha256 {sha})"
