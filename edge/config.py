@@ -22,21 +22,30 @@ from edge.outbox import OutboxConfig
 from edge.smoother import SmootherParams
 from edge.topics import check_prefix
 
-BackendKind = Literal["onnxruntime", "tensorrt"]
+BackendKind = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
 DEFAULT_PREFIX = "cplvad/{device}"
 
 
 class RuntimeConfig(StrictModel):
     """How the models run."""
 
-    backend: BackendKind = Field("onnxruntime", description="'onnxruntime' (any machine) or 'tensorrt' (Jetson "
-                                 "engines built by `make engine`, next to the bundle's ONNX files)")
+    backend: BackendKind = Field("onnxruntime", description="'onnxruntime' (any machine), 'openvino' (x86 CPUs; "
+                                 "pip install 'cplvad-edge[openvino]'), 'tensorrt' (Jetson engines built by `make "
+                                 "engine`, next to the bundle's ONNX files) or 'auto' (openvino where installed, "
+                                 "else onnxruntime)")
     providers: list[str] = Field(["cpu"], description="ONNX Runtime providers in priority order: cpu, cuda, "
                                  "tensorrt or auto")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads per model (None: one per core)")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime / OpenVINO inference threads per model "
+                                "(None: one per core)")
     precision: Literal["fp32", "int8"] = Field("fp32", description="ONNX Runtime: 'int8' runs the calibrated u8s8 "
                                                "models where they passed the accuracy gate (`make calibrate`), float "
-                                               "elsewhere; TensorRT: the best engine built for this GPU")
+                                               "elsewhere; OpenVINO: the same with the s8s8 models; TensorRT: the "
+                                               "best engine built for this GPU")
+    openvino_precision: Literal["auto", "f32", "bf16"] = Field("auto", description="OpenVINO: the float layers' "
+                                                               "compute precision; auto = bf16 where the CPU has "
+                                                               "AMX or AVX512-BF16, else f32")
+    openvino_cache: Path | None = Field(None, description="OpenVINO: folder of compiled models, so a restart "
+                                        "skips compilation (None: ~/.cache/cplvad/openvino)")
     clip_batch: int = Field(8, ge=1, le=256, description="frames encoded together, across cameras, at most")
     encode_every: int | None = Field(None, ge=1, le=16, description="expected snippet.encode_every of the bundle "
                                      "(None: take the bundle's); a different bundle is refused")

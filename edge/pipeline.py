@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.backends import InferenceBackend, open_backend
+from edge.backends import InferenceBackend, open_backend, resolve_kind
 from edge.bundle import EMBED_DIM, HEAD_INPUTS, HEAD_OUTPUTS, RANDOM_CLIP_WARNING, Bundle
 from edge.capture import CameraCapture, CameraSpec, CameraState, CameraStatus, CaptureOptions, Frame, parse_source
 from edge.config import EdgeConfig, RuntimeConfig
@@ -158,15 +158,17 @@ def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path,
     """The file to run for model ``key`` and its precision.
 
     ONNX Runtime: the float ONNX, or with ``precision: int8`` the calibrated u8s8 flavour when it passed its gate.
-    TensorRT: the engine built on this device for this TensorRT version and GPU (``make engine``), best precision
-    first.
+    OpenVINO: the same with the s8s8 flavour (Q/DQ on the matrix products' inputs, which OpenVINO folds into INT8
+    kernels). TensorRT: the engine built on this device for this TensorRT version and GPU (``make engine``), best
+    precision first.
     """
     onnx = bundle.file(key)
     entry = bundle.manifest.models[key]
-    if runtime.backend == "onnxruntime":
+    kind = resolve_kind(runtime.backend)
+    if kind in ("onnxruntime", "openvino"):
         if runtime.precision == "fp32":
             return onnx, entry.precision
-        flavour = ((entry.int8 or {}).get("flavours") or {}).get("u8s8")
+        flavour = ((entry.int8 or {}).get("flavours") or {}).get("u8s8" if kind == "onnxruntime" else "s8s8")
         if not flavour:
             log.warning("%s: no INT8 model in the bundle (run `make calibrate`); running %s", key, entry.precision)
             return onnx, entry.precision
@@ -208,13 +210,17 @@ def open_models(bundle: Bundle, runtime: RuntimeConfig) -> Models:
     """Open both models of ``bundle`` on the configured backend and check them against the contract."""
     check_runtime_fit(bundle, runtime)
     options: dict[str, Any] = {}
-    if runtime.backend == "onnxruntime":
+    kind = resolve_kind(runtime.backend)
+    if kind == "onnxruntime":
         options = {"providers": tuple(runtime.providers), "threads": runtime.threads}
+    elif kind == "openvino":
+        options = {"precision": runtime.openvino_precision, "threads": runtime.threads,
+                   "cache_dir": runtime.openvino_cache}
     clip_file, _ = _model_file(bundle, "clip_visual", runtime)
     head_file, head_precision = _model_file(bundle, "head", runtime)
-    clip = open_backend(str(clip_file), kind=runtime.backend, **options)
-    head = open_backend(str(head_file), kind=runtime.backend, **options)
-    log.info("models: %s, %s (%s)", clip_file.name, head_file.name, runtime.backend)
+    clip = open_backend(str(clip_file), kind=kind, **options)
+    head = open_backend(str(head_file), kind=kind, **options)
+    log.info("models: %s, %s (%s)", clip_file.name, head_file.name, kind)
     _check_interface(clip, "clip_visual", [CLIP_INPUT_NAME], [CLIP_OUTPUT_NAME])
     _check_interface(head, "head", HEAD_INPUTS, HEAD_OUTPUTS)
     features = next(s for s in head.inputs if s.name == "features")

@@ -133,9 +133,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="camera: V4L2 index, RTSP/HTTP URL, video file, csi://N, gst:<pipeline> (repeatable; "
                         "replaces the config's cameras)")
     p.add_argument("--bundle", type=Path, help="model bundle folder")
-    p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], help="inference backend")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"],
+                   help="inference backend (auto: openvino where installed, else onnxruntime)")
     p.add_argument("--precision", choices=["fp32", "int8"],
-                   help="ONNX Runtime: int8 runs the calibrated models that passed their gate (make calibrate)")
+                   help="ONNX Runtime / OpenVINO: int8 runs the calibrated models that passed their gate "
+                        "(make calibrate)")
     p.add_argument("--mqtt-host", help="MQTT broker host (TLS and credentials: in the config)")
     p.add_argument("--mqtt-port", type=int, help="MQTT broker port")
     p.add_argument("--device-name", help="device name in topics and events (default: host name)")

@@ -1,4 +1,4 @@
-"""Inference backends: one small interface over ONNX Runtime (any machine) and TensorRT (Jetson).
+"""Inference backends: one small interface over ONNX Runtime (any machine), OpenVINO (x86 CPUs) and TensorRT (Jetson).
 
 A backend runs one model: named float/int arrays in, named arrays out. Dynamic axes appear in the input
 specs as names (``"batch"``) or ``None``; fixed axes as integers, and :func:`check_feeds` enforces them.
@@ -49,12 +49,33 @@ def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray], *,
                              f"got {list(value.shape)} {value.dtype.name}")
 
 
-def open_backend(path: str, *, kind: str | None = None, **options: object) -> InferenceBackend:
-    """A backend for a model file: ``onnxruntime`` for ``.onnx`` files, ``tensorrt`` for ``.engine`` files.
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 
-    ``options`` go to the backend's constructor (e.g. ``providers``, ``threads`` for ONNX Runtime).
+
+def resolve_kind(kind: str) -> str:
+    """``auto`` -> the fastest CPU backend installed here: ``openvino`` where it is importable, else
+    ``onnxruntime``; other kinds as given (ValueError for unknown ones)."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown backend kind {kind!r}; expected one of {BACKENDS}")
+    if kind != "auto":
+        return kind
+    from edge.backends.openvino import available
+
+    return "openvino" if available() else "onnxruntime"
+
+
+def open_backend(path: str, *, kind: str | None = None, **options: object) -> InferenceBackend:
+    """A backend for a model file: ``onnxruntime`` for ``.onnx`` files, ``tensorrt`` for ``.engine`` files;
+    ``kind="openvino"`` (or ``"auto"``, see :func:`resolve_kind`) for OpenVINO.
+
+    ``options`` go to the backend's constructor (e.g. ``providers``, ``threads`` for ONNX Runtime; ``precision``,
+    ``threads``, ``cache_dir`` for OpenVINO).
     """
-    kind = kind or ("tensorrt" if str(path).endswith((".engine", ".plan")) else "onnxruntime")
+    kind = resolve_kind(kind) if kind else ("tensorrt" if str(path).endswith((".engine", ".plan")) else "onnxruntime")
+    if kind == "openvino":
+        from edge.backends.openvino import OpenVINOBackend
+
+        return OpenVINOBackend(path, **options)  # type: ignore[arg-type]
     if kind == "onnxruntime":
         from edge.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -66,4 +87,4 @@ def open_backend(path: str, *, kind: str | None = None, **options: object) -> In
             raise RuntimeError(f"TensorRT backend unavailable for {path}: {err}; "
                                f"use an .onnx model with ONNX Runtime instead") from err
         return TensorRTBackend(path, **options)
-    raise ValueError(f"unknown backend kind {kind!r}; expected 'onnxruntime' or 'tensorrt'")
+    raise ValueError(f"unknown backend kind {kind!r}; expected one of {BACKENDS}")
