@@ -18,6 +18,7 @@ from calibration.gate import stream_scores
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import load_bundle
 from edge.capture import CaptureOptions, parse_source
+from edge.car import CarParams
 from edge.config import RuntimeConfig
 from edge.pipeline import Models, Pipeline, SnippetResult, open_models
 from edge.smoother import SmootherParams
@@ -126,3 +127,13 @@ def test_warmup_suppresses_the_start_but_not_the_scores(contract: tuple[Models, 
     warm_scores, warm_events = smooth(outputs, dataclasses.replace(params, warmup=WINDOW))
     np.testing.assert_array_equal(scores, warm_scores)
     assert events == [(0, SNIPPETS - 1)] and warm_events == [(WINDOW, SNIPPETS - 1)]
+
+
+def test_evaluation_and_export_set_the_same_warmup() -> None:
+    from train.evaluation.stream import smoother_params
+    from train.export.bundle import calibrated_smoother
+
+    evaluated = smoother_params("ucf", warmup=4)
+    exported, _ = calibrated_smoother(None, np.zeros((1, 2, 512), np.float32), None, None, "ucf", 0, warmup=4)
+    assert evaluated == exported and evaluated.warmup == 4
+    assert dataclasses.replace(evaluated, warmup=0) == SmootherParams.from_car(CarParams.for_dataset("ucf"))

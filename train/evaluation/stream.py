@@ -1,6 +1,6 @@
 """Evaluate the student as the device runs it, beside the teacher and the student run offline.
 
-    cplvad eval --run STUDENT_RUN [--data DIR] [--batch 256]
+    cplvad eval --run STUDENT_RUN [--data DIR] [--batch 256] [--warmup N]
 
 Three rows on the test set, scored with the same metrics (``train.evaluation.metrics.evaluate_scores``):
 
@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,13 @@ from train.models.text import load_text_embeddings
 log = logging.getLogger(__name__)
 
 
-StudentOutputs = SnippetOutputs  # the student's outputs for one video, one row per snippet: levels [N, L], classes [N, L, M]
+StudentOutputs = SnippetOutputs  # one video's outputs, one row per snippet: levels [N, L], classes [N, L, M]
 
 
-def smoother_params(dataset: str) -> SmootherParams:
-    """The device's smoother: the causal form of the dataset's CAR refinement of the binary branch."""
-    return SmootherParams.from_car(car.CarParams.for_dataset(dataset, "binary"))
+def smoother_params(dataset: str, warmup: int = 0) -> SmootherParams:
+    """The device's smoother: the causal form of the dataset's CAR refinement of the binary branch, no event
+    starting in a stream's first ``warmup`` snippets (the export writes the same value into the manifest)."""
+    return replace(SmootherParams.from_car(car.CarParams.for_dataset(dataset, "binary")), warmup=warmup)
 
 
 # ----------------------------------------------------------------------------------------------- windows
@@ -134,8 +136,9 @@ ROWS = ("teacher", "student offline", "student streaming")
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.device | str = "cpu",
-                 batch: int = 256, teacher: bool = True) -> dict:
-    """Score teacher, student offline and student streaming on the test set; merged into RUN/metrics.json."""
+                 batch: int = 256, teacher: bool = True, warmup: int = 0) -> dict:
+    """Score teacher, student offline and student streaming on the test set; merged into RUN/metrics.json.
+    ``warmup``: the smoother's warm-up in snippets, as the bundle will set it (``export --warmup``)."""
     run = Path(run)
     device = torch.device(device)
     cfg = load_config(DistillConfig, run / "config.yaml")
@@ -148,7 +151,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
     data_dir = Path(data or cfg.data)
     truth = load_ground_truth(data_dir, feature_root=cfg.feature_root, dataset=meta.get("dataset"))
     test = load_split(data_dir, "test", truth.label_map.dataset, cfg.feature_root)
-    params = smoother_params(truth.label_map.dataset)
+    params = smoother_params(truth.label_map.dataset, warmup)
     teach, teacher_text = None, None
     if teacher and cfg.teacher and Path(cfg.teacher).is_dir():
         teach, teacher_file = CPLVAD.load_run(cfg.teacher, device)
@@ -201,10 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=256, help="streaming windows per forward pass")
     parser.add_argument("--no-teacher", action="store_true", help="skip the teacher row")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=0, metavar="N",
+                        help="no event starts in a stream's first N snippets (as `export --warmup N` sets the device)")
     args = parser.parse_args(argv)
+    if args.warmup < 0:
+        parser.error(f"--warmup {args.warmup}: expected an integer >= 0 (snippets)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        evaluate_run(args.run, args.data, args.device, args.batch, teacher=not args.no_teacher)
+        evaluate_run(args.run, args.data, args.device, args.batch, teacher=not args.no_teacher, warmup=args.warmup)
     except ValueError as err:
         log.error("%s", err)
         return 2

@@ -155,15 +155,15 @@ def real_windows(run_cfg_data: str | None, feature_root: str | None, window: int
 
 
 def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, feature_root: str | None,
-                        dataset: str, quantile: float) -> tuple[SmootherParams, dict]:
+                        dataset: str, quantile: float, warmup: int = 0) -> tuple[SmootherParams, dict]:
     """The dataset's smoother with its threshold set for a false-alarm budget on normal footage.
 
     theta_on = theta_off = the ``quantile`` of the student's streaming scores over every snippet of the normal
     training videos (crop 0), so about 1 - quantile of normal snippets reach it; m and g stay the CAR defaults.
     A student's absolute scores depend on its training (top-k MIL keeps them low), a fixed 0.5 does not.
-    ``quantile`` 0, or no normal training video: the CAR default.
+    ``quantile`` 0, or no normal training video: the CAR default. ``warmup``: the smoother's warm-up (snippets).
     """
-    params = smoother_params(dataset)
+    params = smoother_params(dataset, warmup)
     default = {"source": "car default"}
     if quantile <= 0:
         return params, default
@@ -186,7 +186,8 @@ def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, fe
 
 
 def export_bundle(run: str | Path, out: str | Path, *, clip: str, encode_every: int | None = None,
-                  seed: int = 0, opset: int = OPSET, threshold_quantile: float = 0.995) -> Manifest:
+                  seed: int = 0, opset: int = OPSET, threshold_quantile: float = 0.995, warmup: int = 0
+                  ) -> Manifest:
     """Write and verify a bundle from a student run; returns its manifest (the bundle is re-loaded to check).
 
     ``encode_every`` None: the snippet policy the run's features were extracted with, else the default."""
@@ -224,7 +225,7 @@ def export_bundle(run: str | Path, out: str | Path, *, clip: str, encode_every: 
         raise RuntimeError(f"{head}: ONNX Runtime disagrees with torch beyond {MAX_ABS_DIFF}: {check}")
 
     smoother, threshold = calibrated_smoother(student, text.embeddings, cfg.data, cfg.feature_root,
-                                              meta["dataset"], threshold_quantile)
+                                              meta["dataset"], threshold_quantile, warmup)
     clip_path = out / CLIP_FILE
     if matches(clip_path, clip, seed):
         log.info("%s already holds the CLIP image encoder of %s: kept", clip_path, describe(clip))
@@ -306,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold-quantile", type=float, default=0.995, metavar="Q",
                         help="smoother threshold = this quantile of the student's scores on the normal training "
                              "videos (0: the CAR default 0.5)")
+    parser.add_argument("--warmup", type=int, default=0, metavar="N",
+                        help="no event starts in a stream's first N snippets: a camera that comes online (or a "
+                             "stream that restarts) alerts only once its window holds N snippets of context")
     args = parser.parse_args(argv)
+    if args.warmup < 0:
+        parser.error(f"--warmup {args.warmup}: expected an integer >= 0 (snippets)")
     if not 0 <= args.threshold_quantile < 1:
         parser.error(f"--threshold-quantile {args.threshold_quantile}: expected 0 <= Q < 1")
     if args.clip is None:
@@ -315,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         export_bundle(args.run, args.out, clip=args.clip, encode_every=args.encode_every, seed=args.seed,
-                      opset=args.opset, threshold_quantile=args.threshold_quantile)
+                      opset=args.opset, threshold_quantile=args.threshold_quantile, warmup=args.warmup)
     except (FileNotFoundError, ValueError) as err:  # the user's input: run, CLIP source, policy
         log.error("%s", err)
         return 2
