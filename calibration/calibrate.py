@@ -12,8 +12,11 @@
 4. The gate (``calibration.gate``) on held-out frames / windows and labelled test videos (``--data`` when it has
    ground truth, else a generated benchmark in ``<bundle>/calibration/benchmark``), printed as a table.
 5. The manifest gets an ``int8`` section per model (method, set size, per flavour: file, passed, reason,
-   figures) and the new files' sha256. ``s8s8`` is what TensorRT builds from, ``u8s8`` what ONNX Runtime on CPU
-   runs; a flavour that fails the gate is recorded as failed and the model stays float (FP16 on TensorRT).
+   figures) and the new files' sha256. ``s8s8`` is what TensorRT and OpenVINO build from, ``u8s8`` what ONNX
+   Runtime on CPU runs; a flavour that fails the gate is recorded as failed and the model stays float (FP16 on
+   TensorRT). Where ``openvino`` is installed the ``s8s8`` models are also run by OpenVINO (its INT8 kernels round
+   differently): their cosine on the held-out data and OpenVINO's fp32 / int8 speed are measured and judged
+   apart (the flavour's ``openvino`` entry), and the OpenVINO backend runs INT8 only where that passed.
 """
 from __future__ import annotations
 
@@ -31,7 +34,10 @@ from calibration.dataset import (FrameSet, build_frame_set, embed, even_indices,
                                  frame_sequences, holdout_mask, pixels, sample_windows)
 from calibration.gate import GateBudget, compare_outputs, format_table, judge, speed, stream_scores
 from calibration.quantize import FLAVOURS, METHODS, FeedReader, batched_feeds, quantize
+from edge.backends import InferenceBackend
 from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.backends.openvino import OpenVINOBackend
+from edge.backends.openvino import available as openvino_available
 from edge.bundle import Bundle, ModelFile, load_bundle, write_manifest
 from edge.configfile import EXIT_USAGE, StrictModel, add_config_arguments, config_from_args, run_main
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME
@@ -207,12 +213,21 @@ def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, 
         "clip_visual": lambda b: {CLIP_INPUT_NAME: pixels(frames.crops[np.arange(b) % len(frames)], spec)},
         "head": lambda b: {"features": x[np.arange(b) % len(x)], "mask": mask[np.arange(b) % len(x)], "text": text},
     }
+    openvino = openvino_backends(bundle, cfg.threads, work / "openvino_cache")
     for model in MODELS:
-        ms = speed({"fp32": floats[model], **int8_backends[model]}, make_feed[model], (1, 8), cfg.speed_rounds)
+        extra = {f"openvino {p}": b for p, b in openvino.get(model, {}).items()}
+        ms = speed({"fp32": floats[model], **int8_backends[model], **extra}, make_feed[model], (1, 8),
+                   cfg.speed_rounds)
         for row in rows:
             if row["model"] == model:
                 row["ms"] = {"fp32": ms["fp32"], "int8": ms[row["flavour"]]}
                 row["speedup"] = {b: ms["fp32"][b] / ms[row["flavour"]][b] for b in (1, 8)}
+            if row["model"] == model and row["flavour"] == "s8s8" and extra:
+                held_feeds = feeds[model](np.flatnonzero(held if model == "clip_visual" else held_w))
+                figures = compare_outputs(floats[model], openvino[model]["int8"], held_feeds, outputs[model])
+                verdict = judge({**figures, **{k: row[k] for k in ("ap_drop",) if k in row}}, cfg.budget)
+                row["openvino"] = {"passed": verdict.passed, "reason": verdict.reason, **figures,
+                                   "ms": {"fp32": ms["openvino fp32"], "int8": ms["openvino int8"]}}
 
     for row in rows:
         verdict = judge(row, cfg.budget)
@@ -221,18 +236,39 @@ def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, 
     record(bundle, rows, cfg, set_sizes, len(frames))
     print("\nINT8 gate (INT8 vs float on held-out data; speed = ONNX Runtime fp32 / int8 on this machine)")
     print(format_table(rows))
+    for r in (r for r in rows if "openvino" in r):
+        ov = r["openvino"]
+        print(f"{r['model']:12} s8s8 on OpenVINO: cos mean {ov['cosine_mean']:.4f} p1 {ov['cosine_p1']:.4f}, "
+              f"ms fp32/int8 b1 {ov['ms']['fp32'][1]:.1f}/{ov['ms']['int8'][1]:.1f} b8 {ov['ms']['fp32'][8]:.1f}/"
+              f"{ov['ms']['int8'][8]:.1f}: {'INT8' if ov['passed'] else 'FLOAT'}: {ov['reason']}")
     summary = []
     for model in MODELS:
         mine = {r["flavour"]: r for r in rows if r["model"] == model}
         trt = "INT8" if mine["s8s8"]["passed"] else f"FP16 ({mine['s8s8']['reason']})"
         cpu = f"INT8 x{mine['u8s8']['speedup'][8]:.2f}" if mine["u8s8"]["passed"] else \
             f"fp32 ({mine['u8s8']['reason']})"
+        ov = mine["s8s8"].get("openvino")
+        if ov:
+            cpu += (f", OpenVINO INT8 x{ov['ms']['fp32'][8] / ov['ms']['int8'][8]:.2f}" if ov["passed"] else
+                    f", OpenVINO fp32 ({ov['reason']})")
         summary.append(f"{model}: TensorRT {trt}, ONNX Runtime CPU {cpu}")
     log.info("calibrated %s in %.0f s (%s, %d frames, %d head windows): %s", bundle_dir,
              time.perf_counter() - start, cfg.method, len(frames), len(x), "; ".join(summary))
     log.info("next, on the Jetson: make engine BUNDLE=%s  (cplvad engine --bundle %s)", bundle_dir,
              bundle_dir)
     return rows
+
+
+def openvino_backends(bundle: Bundle, threads: int | None, cache: Path) -> dict[str, dict[str, InferenceBackend]]:
+    """Per model, OpenVINO running the float model (``fp32``, f32 compute) and the s8s8 Q/DQ model (``int8``);
+    empty where openvino is not installed."""
+    if not openvino_available():
+        log.info("openvino not installed: the gate measures ONNX Runtime only")
+        return {}
+    return {model: {"fp32": OpenVINOBackend(bundle.file(model), precision="f32", threads=threads, cache_dir=cache),
+                    "int8": OpenVINOBackend(bundle.path / flavour_file(bundle.file(model).name, "s8s8"),
+                                            precision="f32", threads=threads, cache_dir=cache)}
+            for model in MODELS}
 
 
 def record(bundle: Bundle, rows: list[dict[str, Any]], cfg: CalibrateConfig, set_sizes: dict[str, tuple[int, int]],
@@ -251,6 +287,13 @@ def record(bundle: Bundle, rows: list[dict[str, Any]], cfg: CalibrateConfig, set
                 "gate": {k: round(float(row[k]), 6) for k in keep if k in row},
                 "ms": {name: {str(b): round(v, 3) for b, v in per.items()} for name, per in row["ms"].items()},
             }
+            if "openvino" in row:
+                ov = row["openvino"]
+                flavours[row["flavour"]]["openvino"] = {
+                    "passed": ov["passed"], "reason": ov["reason"],
+                    "gate": {k: round(float(ov[k]), 6) for k in keep if k in ov},
+                    "ms": {name: {str(b): round(v, 3) for b, v in per.items()} for name, per in ov["ms"].items()},
+                }
         calib, held = set_sizes[model]
         section = {"method": cfg.method, "per_channel": cfg.per_channel, "calibration_samples": calib,
                    "heldout_samples": held, "frames": frames, "budget": cfg.budget.model_dump(), "flavours": flavours}

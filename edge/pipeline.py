@@ -172,6 +172,8 @@ def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path,
         if not flavour:
             log.warning("%s: no INT8 model in the bundle (run `make calibrate`); running %s", key, entry.precision)
             return onnx, entry.precision
+        if kind == "openvino" and "openvino" in flavour:  # the gate measured OpenVINO's own INT8 kernels too
+            flavour = {**flavour, **flavour["openvino"], "file": flavour["file"]}
         if not flavour.get("passed"):
             log.warning("%s: INT8 failed its accuracy gate (%s); running %s", key, flavour.get("reason"),
                         entry.precision)

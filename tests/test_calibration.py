@@ -271,3 +271,30 @@ def test_edge_runs_the_int8_flavour_that_passed_its_gate(calibrated: tuple[Path,
     feeds = {"features": window, "mask": np.ones((1, bundle.window), bool), "text": fp32.text}
     a, b = fp32.head.run(feeds)["binary"], int8.head.run(feeds)["binary"]
     assert a.shape == b.shape and np.abs(a - b).max() < 0.1  # the gate let it through: close to float
+
+
+def test_gate_measures_openvino_and_edge_runs_its_int8(calibrated: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    from edge.backends.openvino import available
+    from edge.config import RuntimeConfig
+    from edge.pipeline import model_precisions, open_models
+
+    if not available():
+        pytest.skip("openvino is not installed (pip install 'cplvad-edge[openvino]')")
+    bundle = load_bundle(calibrated[0])
+    for model in ("clip_visual", "head"):
+        s8s8 = bundle.manifest.models[model].int8["flavours"]["s8s8"]
+        ov = s8s8["openvino"]  # OpenVINO's own INT8 kernels, judged apart
+        assert 0.9 < ov["gate"]["cosine_p1"] <= ov["gate"]["cosine_mean"] <= 1.0 + 1e-9
+        assert ov["passed"] == (ov["gate"]["cosine_p1"] >= 0.98 and s8s8["gate"].get("ap_drop", 0) <= 0.01)
+        assert ov["ms"]["fp32"]["8"] > 0 and ov["ms"]["int8"]["1"] > 0
+        assert "openvino" not in bundle.manifest.models[model].int8["flavours"]["u8s8"]
+    runtime = RuntimeConfig(backend="openvino", threads=1, precision="int8", openvino_precision="f32",
+                            openvino_cache=tmp_path)
+    expected = {m: "int8" if bundle.manifest.models[m].int8["flavours"]["s8s8"]["openvino"]["passed"] else "fp32"
+                for m in ("clip_visual", "head")}
+    assert model_precisions(bundle, runtime) == expected
+    int8, fp32 = open_models(bundle, runtime), open_models(bundle, RuntimeConfig(threads=1))
+    window = np.random.default_rng(0).normal(size=(1, bundle.window, 512)).astype(np.float32)
+    feeds = {"features": window, "mask": np.ones((1, bundle.window), bool), "text": fp32.text}
+    a, b = fp32.head.run(feeds)["binary"], int8.head.run(feeds)["binary"]
+    assert a.shape == b.shape and np.abs(a - b).max() < 0.1
