@@ -17,9 +17,12 @@ from pydantic import Field, field_validator, model_validator
 from edge.capture import CaptureOptions, parse_source, redact
 from edge.configfile import ConfigError, StrictModel
 from edge.events import EventsConfig
+from edge.frigate import FrigateConfig
+from edge.homeassistant import HomeAssistantConfig
 from edge.mqtt import MqttConfig
 from edge.outbox import OutboxConfig
 from edge.smoother import SmootherParams
+from edge.snapshots import SnapshotConfig
 from edge.topics import check_prefix
 
 BackendKind = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
@@ -124,6 +127,9 @@ class EdgeConfig(StrictModel):
     events: EventsConfig = Field(default_factory=EventsConfig)
     smoother: SmootherConfig = Field(default_factory=SmootherConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    frigate: FrigateConfig = Field(default_factory=FrigateConfig)
 
     @field_validator("cameras")
     @classmethod

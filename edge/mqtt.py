@@ -256,6 +256,18 @@ class MqttPublisher:
         """Retained current score/state (QoS 0, latest wins, re-published after every reconnect)."""
         self._set_retained(self.topics.state(camera), _json_bytes(state), qos=0)
 
+    def publish_retained(self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1) -> None:
+        """Any retained message of the device (discovery configs, snapshots; an empty payload clears the topic);
+        the latest per topic is re-published after every reconnect."""
+        self._set_retained(topic, _json_bytes(payload), qos=qos)
+
+    def publish_durable(self, topic: str, payload: dict[str, Any]) -> int:
+        """A JSON message (not an event of ours, e.g. its Frigate-shaped copy) through the outbox, in order with
+        the events (QoS 1, not retained); returns its outbox id."""
+        message_id = self.outbox.put(topic, _json_bytes(payload), qos=1)
+        self._notify()
+        return message_id
+
     def publish_stats(self, stats: dict[str, Any]) -> None:
         """Periodic statistics (QoS 0, not buffered: dropped while disconnected, latest wins)."""
         with self._cond:

@@ -57,6 +57,7 @@ from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_VIT_B16, pre
 from edge.ringbuffer import FeatureRing
 from edge.smoother import CausalSmoother, SmootherParams
 from edge.snippets import Snippet, SnippetAccumulator
+from edge.snapshots import Snapshotter
 from edge.stream import backend_head, run_head
 from edge.stats import CameraCounters, StageTimer, rate, stats_payload
 
@@ -408,17 +409,17 @@ class Pipeline:
 
     sinks: receive every event message; publisher: gets camera status, state and stats (None: logs only);
     next_seq: camera -> its message counter (``functools.partial(outbox.next_seq, camera)`` on the device);
-    smoother: camera -> its alert sensitivity (absent: the bundle's, ``models.smoother``).
+    smoother: camera -> its alert sensitivity (absent: the bundle's, ``models.smoother``);
+    snapshots: attaches the image of the triggering frame to starts and new peaks (None: no images).
     """
-
-
 
     def __init__(self, models: Models, cameras: Sequence[CameraSpec], *, device: str, capture: CaptureOptions,
                  runtime: RuntimeConfig, sinks: Sequence[EventSink] = (), publisher: StatusPublisher | None = None,
                  next_seq: Callable[[str], Callable[[], int]] | None = None, update_every: int = 16,
                  stats_interval_s: float = 10.0, state_interval_s: float = 1.0,
                  on_snippet: Callable[[SnippetResult], None] | None = None,
-                 smoother: Mapping[str, SmootherParams] | None = None) -> None:
+                 smoother: Mapping[str, SmootherParams] | None = None,
+                 snapshots: Snapshotter | None = None) -> None:
         if not cameras:
             raise ValueError("no camera given; expected at least one (--camera or `cameras:` in the config)")
         self.models = models
@@ -429,6 +430,7 @@ class Pipeline:
         self.stats_interval_s = stats_interval_s
         self.state_interval_s = state_interval_s
         self.on_snippet = on_snippet
+        self.snapshots = snapshots
         self.timer = StageTimer()
         self.wake = threading.Event()
         self._statuses: dict[str, CameraStatus] = {}
@@ -479,7 +481,6 @@ class Pipeline:
                         camera, end["event_id"][:8])
             self._emit(camera, [end])
         return len(open_events)
-
 
     # -- status (called from capture threads) -----------------------------------------------------------
     def _on_status(self, status: CameraStatus) -> None:
@@ -567,6 +568,8 @@ class Pipeline:
         pending: dict[str, collections.deque[Snippet]] = {}
         for frame, embedding in zip(frames, embeds):
             stream = self.streams[frame.camera]
+            if self.snapshots is not None:
+                self.snapshots.note_frame(frame)  # a reference, for the alert image
             if stream.segment is not None and frame.segment > stream.segment and not stream.closed:
                 # a loop restart or reconnect: the previous segment's snippets are scored before it ends
                 self._end_stream(stream, "camera_lost", pending.pop(stream.name, ()))
@@ -595,6 +598,8 @@ class Pipeline:
             with self.timer.time("smoother"):
                 messages = stream.step(snippet.index, levels, probs)
             self._emit(stream.name, messages)
+            if self.snapshots is not None:
+                self.snapshots.note_scored(stream.name, snippet.index, stream.score, stream.active)
             if self.on_snippet is not None:
                 self.on_snippet(SnippetResult(stream.name, snippet.index, levels, probs, stream.score))
 
@@ -613,12 +618,18 @@ class Pipeline:
             log.info("camera %s: event %s %s %s score %.3f frames %s-%s", camera, message["type"],
                      message["category"], message["event_id"][:8], message["score"], message["frame_start"],
                      message["frame_end"] if message["frame_end"] is not None else "")
-            with self.timer.time("publish"):
+            with self.timer.time("publish"):  # the alert image too
+                if self.snapshots is not None:
+                    self.snapshots.attach(camera, message)
                 for sink in self.sinks:
                     try:
                         sink.publish(camera, message)
                     except Exception:  # one broken sink must not stop detection or the other sinks
                         log.exception("camera %s: sink %s failed", camera, type(sink).__name__)
+            stream = self.streams.get(camera)
+            if message["type"] != "update" and self.publisher is not None and stream is not None \
+                    and stream.segment is not None:  # the retained state follows a start / end at once
+                self.publisher.publish_state(camera, stream.state())
 
     def _check_cameras(self) -> None:
         """End the stream of a camera that went offline (its open event closes as ``camera_lost``) or whose file

@@ -37,6 +37,8 @@ from edge.bundle import BundleError, load_bundle  # noqa: E402
 from edge.capture import check_file_source, parse_source  # noqa: E402
 from edge.config import EdgeConfig  # noqa: E402
 from edge.configfile import ConfigError, add_config_arguments, load_config, run_main  # noqa: E402
+from edge.frigate import FrigateSink  # noqa: E402
+from edge.homeassistant import STATE_FILE, announce, camera_configs  # noqa: E402
 from edge.mqtt import MqttPublisher, read_password  # noqa: E402
 from edge.outbox import Outbox, OutboxError  # noqa: E402
 from edge.pipeline import (  # noqa: E402
@@ -48,6 +50,7 @@ from edge.pipeline import (  # noqa: E402
     check_runtime_fit,
     open_models,
 )
+from edge.snapshots import Snapshotter  # noqa: E402
 
 log = logging.getLogger("edge.run")
 
@@ -217,8 +220,24 @@ def run(config: EdgeConfig, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     publisher = MqttPublisher(config.resolved_mqtt(), outbox, device, password)
     sinks = [MqttSink(publisher)] + ([jsonl] if jsonl is not None else [])
-    pipeline = Pipeline.from_config(config, models, sinks=sinks, publisher=publisher,
+    if config.frigate.enabled:
+        sinks.append(FrigateSink(config.frigate.topic, publisher.publish_durable))
+    try:
+        snapshots = (Snapshotter(config.snapshots, publisher.topics.snapshot, publisher.publish_retained)
+                     if config.snapshots.enabled else None)
+    except OSError as err:
+        outbox.close()
+        log.error("snapshots.dir %s: cannot create it (%s)", config.snapshots.dir, err.strerror)
+        return EXIT_CONFIG
+    pipeline = Pipeline.from_config(config, models, sinks=sinks, publisher=publisher, snapshots=snapshots,
                                     next_seq=lambda camera: functools.partial(outbox.next_seq, camera))
+    if config.homeassistant.discovery:
+        configs: dict[str, dict] = {}
+        for camera in pipeline.streams:
+            configs.update(camera_configs(config.homeassistant.prefix, publisher.topics, device, camera,
+                                          models.classes, models.info.name, models.info.version,
+                                          snapshots=snapshots is not None))
+        announce(configs, Path(config.outbox.path).parent / STATE_FILE, publisher.publish_retained)
     pipeline.close_left_open(outbox.open_events())  # events a killed run left open: end them (restart)
 
     stop = threading.Event()

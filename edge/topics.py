@@ -6,6 +6,7 @@ Layout under one ``prefix`` (one or more levels, e.g. ``cplvad/jetson-07``)::
     <prefix>/<camera>/status    retained camera status
     <prefix>/<camera>/events    event messages (QoS 1, from the outbox)
     <prefix>/<camera>/state     retained current score / state
+    <prefix>/<camera>/snapshot  retained JPEG of the camera's latest alert (snapshots on)
     <prefix>/stats              periodic runtime statistics
 
 A camera name becomes exactly one topic level through :func:`sanitise_topic_part`, which percent-escapes the
@@ -102,3 +103,6 @@ class Topics:
 
     def state(self, camera: str) -> str:
         return f"{self.prefix}/{sanitise_topic_part(camera)}/state"
+
+    def snapshot(self, camera: str) -> str:
+        return f"{self.prefix}/{sanitise_topic_part(camera)}/snapshot"
