@@ -103,3 +103,10 @@ def test_eval_scores_selects_the_offline_evaluation(capsys: pytest.CaptureFixtur
     assert "--scores" in capsys.readouterr().out.split("options:")[1]
     assert main(["eval", "--help"]) == 0
     assert "--run" in capsys.readouterr().out
+
+
+def test_every_step_imports_from_outside_the_checkout(tmp_path: Path) -> None:
+    """The installed command (make setup: pip install -e) finds every step's package, bench/ and showcase/ too."""
+    code = "import importlib\nfrom cplvad.cli import STEPS\nfor s in STEPS.values(): importlib.import_module(s.module)\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,0 +1,1 @@
+"""Speed, accuracy and soak benchmarks (``cplvad bench``; the bench/*.py scripts)."""
