@@ -170,6 +170,11 @@ class EdgeConfig(StrictModel):
         prefix = self.mqtt.prefix if "prefix" in self.mqtt.model_fields_set else DEFAULT_PREFIX
         return check_prefix(prefix.replace("{device}", self.device_name))
 
+    def resolved_snapshots(self) -> SnapshotConfig:
+        """``snapshots`` with its folder resolved (None: ``snapshots/`` beside the outbox)."""
+        folder = self.snapshots.dir or Path(self.outbox.path).parent / "snapshots"
+        return self.snapshots.model_copy(update={"dir": folder})
+
     def resolved_mqtt(self) -> MqttConfig:
         """``mqtt`` with the final prefix (what the publisher gets)."""
         return MqttConfig.model_validate({**self.mqtt.model_dump(), "prefix": self.mqtt_prefix})

@@ -223,11 +223,11 @@ def run(config: EdgeConfig, args: argparse.Namespace) -> int:
     if config.frigate.enabled:
         sinks.append(FrigateSink(config.frigate.topic, publisher.publish_durable))
     try:
-        snapshots = (Snapshotter(config.snapshots, publisher.topics.snapshot, publisher.publish_retained)
-                     if config.snapshots.enabled else None)
+        snapshots = (Snapshotter(config.resolved_snapshots(), publisher.topics.snapshot,
+                                 publisher.publish_retained) if config.snapshots.enabled else None)
     except OSError as err:
         outbox.close()
-        log.error("snapshots.dir %s: cannot create it (%s)", config.snapshots.dir, err.strerror)
+        log.error("snapshots.dir %s: cannot create it (%s)", config.resolved_snapshots().dir, err.strerror)
         return EXIT_CONFIG
     pipeline = Pipeline.from_config(config, models, sinks=sinks, publisher=publisher, snapshots=snapshots,
                                     next_seq=lambda camera: functools.partial(outbox.next_seq, camera))

@@ -7,7 +7,7 @@ the pipeline emits a ``start`` it encodes the frame of the snippet that crossed 
 JPEG (longest side <= ``max_side``, optionally with camera, category and score drawn on it) is
 
 - published retained on ``<prefix>/<camera>/snapshot`` (the newest image of the camera),
-- written to ``dir`` (private, ``0600``) under retention limits (``keep_count`` files, ``keep_mb`` MB; oldest
+- written to ``dir`` (default: ``snapshots/`` beside the outbox; private, ``0600``) under retention limits (``keep_count`` files, ``keep_mb`` MB; oldest
   deleted first),
 - referenced from the message: ``snapshot: {topic, file, sha256, frame, bytes}``.
 
@@ -42,7 +42,7 @@ class SnapshotConfig(StrictModel):
     """Alert images (the ``snapshots`` section of the edge config)."""
 
     enabled: bool = Field(True, description="a JPEG of the triggering frame with every start (and new peak)")
-    dir: Path = Field(Path("var/snapshots"), description="folder of the saved JPEGs")
+    dir: Path | None = Field(None, description="folder of the saved JPEGs; None: 'snapshots' beside the outbox")
     max_side: int = Field(640, ge=32, le=8192, description="longest image side in pixels (larger frames shrink)")
     quality: int = Field(80, ge=1, le=100, description="JPEG quality")
     draw_score: bool = Field(True, description="draw camera, category and score on the image")
@@ -110,10 +110,13 @@ class Snapshotter:
 
     def __init__(self, config: SnapshotConfig, topic_of: Callable[[str], str],
                  publish_retained: Callable[[str, bytes], None] | None = None) -> None:
+        if config.dir is None:
+            raise ValueError("snapshots.dir is not set; resolve it first (EdgeConfig.snapshot_dir)")
         self.config = config
+        self.dir = config.dir
         self.topic_of = topic_of
         self.publish_retained = publish_retained
-        self.config.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self._cameras: dict[str, _CameraFrames] = {}
         self.saved = 0
 
@@ -174,14 +177,14 @@ class Snapshotter:
         name = f"{sanitise_topic_part(camera)}-{message['event_id'][:8]}-{frame.index:08d}.jpg"
         if name.startswith("."):
             name = "_" + name
-        path = cfg.dir / name
+        path = self.dir / name
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
         self.saved += 1
-        enforce_retention(cfg.dir, cfg.keep_count, int(cfg.keep_mb * 1e6))
+        enforce_retention(self.dir, cfg.keep_count, int(cfg.keep_mb * 1e6))
         topic = self.topic_of(camera)
         if self.publish_retained is not None:
             self.publish_retained(topic, data)

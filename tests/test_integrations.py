@@ -318,3 +318,13 @@ def test_home_assistant_sees_entities_change_through_an_anomaly(models: Models, 
         assert len(gone) == 4 and all("blue" in t for t in gone)
         assert retained(broker, gone[0], timeout=1.0) is None
         assert retained(broker, sorted(kept)[0]) is not None
+
+
+def test_snapshot_folder_defaults_beside_the_outbox(tmp_path: Path) -> None:
+    from edge.config import EdgeConfig
+    config = EdgeConfig.model_validate({"outbox": {"path": str(tmp_path / "state" / "outbox.sqlite3")}})
+    assert config.resolved_snapshots().dir == tmp_path / "state" / "snapshots"
+    config = EdgeConfig.model_validate({"snapshots": {"dir": str(tmp_path / "img"), "quality": 90}})
+    assert (config.resolved_snapshots().dir, config.resolved_snapshots().quality) == (tmp_path / "img", 90)
+    with pytest.raises(ValueError, match="snapshots.dir"):
+        Snapshotter(config.snapshots.model_copy(update={"dir": None}), Topics("p").snapshot)

@@ -1,6 +1,7 @@
 """edge/run.py end to end: a subprocess on a real video against a real mosquitto, shutdown by SIGTERM, sd_notify."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -50,7 +51,9 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append((message.topic, message.payload.decode(), bool(message.retain)))
+            payload = (hashlib.sha256(message.payload).hexdigest() if message.topic.endswith("/snapshot")  # JPEG
+                       else message.payload.decode())
+            self.messages.append((message.topic, payload, bool(message.retain)))
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[tuple[str, str, bool]]], bool], timeout: float) -> bool:
@@ -83,7 +86,8 @@ def test_file_camera_end_to_end(tiny_bundle: Path, scene_video: Path, mosquitto_
     with MosquittoBroker(mosquitto_bin, tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
         try:
-            done = subprocess.run(_command(tiny_bundle, broker, tmp_path, f"car={video}", "--exit-when-done"),
+            done = subprocess.run(_command(tiny_bundle, broker, tmp_path, f"car={video}", "--exit-when-done",
+                                           "--set", "homeassistant.discovery=true", "--set", "frigate.enabled=true"),
                                   cwd=tmp_path, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr[-3000:]
             assert "RANDOM CLIP weights" in done.stderr  # the loud warning of a random-CLIP bundle
@@ -96,6 +100,11 @@ def test_file_camera_end_to_end(tiny_bundle: Path, scene_video: Path, mosquitto_
         assert [json.loads(p) for p in sub.on("car/events")] == events  # MQTT and JSONL carry the same events
         assert events[0]["type"] == "start" and events[-1]["type"] == "end"
         assert events[-1]["reason"] == "end_of_stream" and events[-1]["device"] == DEVICE
+        snapshot = events[0]["snapshot"]  # the start's image: on MQTT (retained) and beside the outbox
+        assert snapshot["sha256"] in sub.on("car/snapshot")
+        assert hashlib.sha256((tmp_path / "snapshots" / snapshot["file"]).read_bytes()).hexdigest() == snapshot["sha256"]
+        discovery = json.loads((tmp_path / "homeassistant-discovery.json").read_text())
+        assert len(discovery["published"]) == 4 and all(t.startswith("homeassistant/") for t in discovery["published"])
         # stats are QoS 0, latest wins: the final ones may not make it before the disconnect
         stats = [json.loads(p) for p in sub.on("stats")]
         assert stats and {"preprocess", "clip", "head", "smoother", "publish"} <= set(stats[-1]["stages"])
