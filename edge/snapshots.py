@@ -7,8 +7,8 @@ the pipeline emits a ``start`` it encodes the frame of the snippet that crossed 
 JPEG (longest side <= ``max_side``, optionally with camera, category and score drawn on it) is
 
 - published retained on ``<prefix>/<camera>/snapshot`` (the newest image of the camera),
-- written to ``dir`` (default: ``snapshots/`` beside the outbox; private, ``0600``) under retention limits (``keep_count`` files, ``keep_mb`` MB; oldest
-  deleted first),
+- written to ``dir`` (default: ``snapshots/`` beside the outbox; files ``0600``) under retention limits
+  (``keep_count`` files, ``keep_mb`` MB; oldest deleted first),
 - referenced from the message: ``snapshot: {topic, file, sha256, frame, bytes}``.
 
 Everything runs on the worker thread; a failure is logged and the message goes out without an image.

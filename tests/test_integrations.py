@@ -281,7 +281,8 @@ def test_home_assistant_sees_entities_change_through_an_anomaly(models: Models, 
             assert max(scores) >= models.smoother.theta_on and all(0 <= s <= 1 for s in scores)
             fired = [_render(event["value_template"], p) for p in by_topic[event["state_topic"]]]
             starts = [json.loads(f) for f in fired if f]
-            assert len(starts) == len([p for p in by_topic[event["state_topic"]] if json.loads(p)["type"] == "start"])
+            n_starts = sum(json.loads(p)["type"] == "start" for p in by_topic[event["state_topic"]])
+            assert len(starts) == n_starts
             assert starts and all(s["event_type"] in event["event_types"] for s in starts)
             # the snapshot: retained, a JPEG of this camera's frames, referenced (sha256) from an event
             data = retained(broker, f"site/dev/{sanitised}/snapshot")

@@ -102,9 +102,10 @@ def test_file_camera_end_to_end(tiny_bundle: Path, scene_video: Path, mosquitto_
         assert events[-1]["reason"] == "end_of_stream" and events[-1]["device"] == DEVICE
         snapshot = events[0]["snapshot"]  # the start's image: on MQTT (retained) and beside the outbox
         assert snapshot["sha256"] in sub.on("car/snapshot")
-        assert hashlib.sha256((tmp_path / "snapshots" / snapshot["file"]).read_bytes()).hexdigest() == snapshot["sha256"]
-        discovery = json.loads((tmp_path / "homeassistant-discovery.json").read_text())
-        assert len(discovery["published"]) == 4 and all(t.startswith("homeassistant/") for t in discovery["published"])
+        image = (tmp_path / "snapshots" / snapshot["file"]).read_bytes()
+        assert hashlib.sha256(image).hexdigest() == snapshot["sha256"]
+        published = json.loads((tmp_path / "homeassistant-discovery.json").read_text())["published"]
+        assert len(published) == 4 and all(t.startswith("homeassistant/") for t in published)
         # stats are QoS 0, latest wins: the final ones may not make it before the disconnect
         stats = [json.loads(p) for p in sub.on("stats")]
         assert stats and {"preprocess", "clip", "head", "smoother", "publish"} <= set(stats[-1]["stages"])
