@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,11 @@ CROPS = {"ucf": 10, "xd": 5}  # crops per training video train.data.synth writes
 
 def load_features(path: str | Path) -> np.ndarray:
     """One feature file -> float32 [T,512]; any problem raises ValueError naming the file."""
+    return read_features(path).astype(np.float32, copy=False)
+
+
+def read_features(path: str | Path) -> np.ndarray:
+    """One feature file, checked like :func:`load_features`, in the file's own float dtype (float16 stays)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: feature file not found")
@@ -59,7 +65,6 @@ def load_features(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: empty feature file (T = 0 snippets)")
     if not np.issubdtype(feats.dtype, np.floating):
         raise ValueError(f"{path}: features have dtype {feats.dtype}, expected a float type")
-    feats = feats.astype(np.float32, copy=False)
     bad = ~np.isfinite(feats)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
@@ -109,9 +114,44 @@ class Video:
     primary: int
     multi_hot: np.ndarray  # [M] float32
     crops: tuple[Path, ...]
+    store: FeatureStore | None = field(default=None, compare=False, repr=False)  # see preload()
 
     def load(self, crop: int = 0) -> np.ndarray:
+        """Features of one crop, float32 [T,512]: from the in-memory store when the split was preloaded."""
+        if self.store is not None:
+            return self.store.get(self.crops[crop])
         return load_features(self.crops[crop])
+
+
+class FeatureStore:
+    """Feature files held in memory: one concatenated array per file dtype, rows located by (start, end) offsets.
+
+    Reading an item is a slice and a float32 copy, with no file opened; the arrays keep the files' dtype (the
+    generated benchmark's float16 stays half the size)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.index: dict[Path, tuple[np.dtype, int, int]] = {}
+        rows: dict[np.dtype, int] = {}
+        for path in dict.fromkeys(paths):  # headers first: each array is allocated once, at its final size
+            try:
+                header = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise ValueError(f"{path}: not a readable .npy array ({err})") from None
+            start = rows.get(header.dtype, 0)
+            self.index[path] = (header.dtype, start, start + header.shape[0])
+            rows[header.dtype] = start + header.shape[0]
+        self.arrays = {dtype: np.empty((n, EMBED_DIM), dtype) for dtype, n in rows.items()}
+        for path, (dtype, start, end) in self.index.items():
+            self.arrays[dtype][start:end] = read_features(path)  # checked: shape, finite values
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+    def get(self, path: Path) -> np.ndarray:
+        """The features of one file, float32 [T,512] (a copy: callers may change it)."""
+        dtype, start, end = self.index[path]
+        return self.arrays[dtype][start:end].astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -197,6 +237,25 @@ def read_split(csv_path: str | Path, dataset: str | None = None, feature_root: s
         videos.append(Video(name, label, primary, multi_hot, paths))
     log.debug("%s: %d videos, %d crops each (%s)", csv_path, len(videos), expected, lm.dataset)
     return Split(videos, lm, csv_path)
+
+
+def preload(split: Split, budget_mb: float) -> Split:
+    """``split`` with every crop file of every video held in memory (one :class:`FeatureStore`), when the files
+    total at most ``budget_mb`` MB on disk (0: never); else ``split`` as it is, files read per access.
+
+    Training reads each video once per epoch (plus validation and pseudo labels): one .npy per item made the
+    full-scale runs bound by file loading. Items are the same either way."""
+    paths = [p for v in split.videos for p in v.crops]
+    total_mb = sum(p.stat().st_size for p in dict.fromkeys(paths)) / 2**20
+    if budget_mb <= 0 or total_mb > budget_mb:
+        log.info("%s: %.0f MB of feature files, read per access (in-memory budget %.0f MB)", split.source,
+                 total_mb, budget_mb)
+        return split
+    started = time.perf_counter()
+    store = FeatureStore(paths)
+    log.info("%s: %d feature files (%.0f MB) held in memory in %.1f s", split.source, len(store.index),
+             store.nbytes / 2**20, time.perf_counter() - started)
+    return Split([replace(v, store=store) for v in split.videos], split.label_map, split.source)
 
 
 # ------------------------------------------------------------ dataset folders

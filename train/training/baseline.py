@@ -34,7 +34,7 @@ from tqdm import tqdm
 from edge.configfile import StrictModel, add_config_arguments, config_from_args, dump_config, run_main
 from edge.snippets import EMBED_DIM
 from train.data.dataset import FeatureDataset
-from train.data.release import check_dataset, load_ground_truth, load_split
+from train.data.release import check_dataset, load_ground_truth, load_split, preload
 from train.training.losses import topk_count, topk_mean
 from train.evaluation.metrics import evaluate_scores
 from train.paths import PROJECT_ROOT
@@ -60,6 +60,8 @@ class MILConfig(StrictModel):
     dataset: Literal["ucf", "xd"] | None = Field(None, description="ucf or xd; None: inferred from the folder "
                                                                    "and the labels")
     threads: int = Field(2, ge=1, description="torch CPU threads")
+    memory_mb: float = Field(8192, ge=0, description="training feature files held in memory when they total at "
+                                                     "most this many MB (0: read one file per item)")
 
 
 class MILHead(nn.Module):
@@ -107,7 +109,7 @@ def mil_loss(logits: torch.Tensor, class_logits: torch.Tensor, mask: torch.Tenso
 
 
 def train(data_dir: Path, cfg: MILConfig) -> MILHead:
-    split = load_split(data_dir, "train", cfg.dataset, cfg.feature_root)
+    split = preload(load_split(data_dir, "train", cfg.dataset, cfg.feature_root), cfg.memory_mb)
     dataset = FeatureDataset(split, cfg.length, seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.seed))

@@ -36,7 +36,8 @@ from edge import car
 from edge.configfile import ConfigError, StrictModel, add_config_arguments, config_from_args, dump_config, run_main
 from train.data.dataset import FeatureDataset
 from train.data.provenance import check_text, feature_record, resolve_text_source, write_run
-from train.data.release import DEFAULT_LEN, Split, check_dataset, feature_stats, load_ground_truth, load_split
+from train.data.release import (DEFAULT_LEN, Split, check_dataset, feature_stats, load_ground_truth, load_split,
+                                preload)
 from train.training.losses import total_loss
 from train.evaluation.metrics import evaluate_scores
 from train.models.cplvad import CPLVAD, CPLVADConfig, VideoOutputs
@@ -54,6 +55,7 @@ class DataConfig(StrictModel):
     dataset: Literal["ucf", "xd"] | None = None  # None: inferred from the labels
     length: int = DEFAULT_LEN  # training clip length T (long videos average-pooled, short ones padded)
     workers: int = 0  # DataLoader worker processes
+    memory_mb: float = 8192  # training feature files held in memory when they total at most this (0: read per item)
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)  # training videos held out (stratified) to pick the epoch
     # by video-level AUC (video labels only; 0: keep the last epoch). The test set never picks anything.
 
@@ -372,7 +374,7 @@ def run(cfg: TrainConfig) -> dict:
     rt = setup_runtime(cfg)
     out = Path(cfg.out)
     data_dir = Path(cfg.data.dir)
-    full = load_split(data_dir, "train", cfg.data.dataset, cfg.data.feature_root)
+    full = preload(load_split(data_dir, "train", cfg.data.dataset, cfg.data.feature_root), cfg.data.memory_mb)
     cfg.model = model_config(cfg, full)  # the resolved config.yaml records the classes and clip length used
     provenance = text_provenance(cfg, full)
     if rt.main:
