@@ -162,3 +162,16 @@ def test_matches_reference_on_portrait_and_upscaled_frames(real_frames: list[np.
     assert mean < 0.5 and p99 <= 4 and cos > 0.999
     mean, p99, cos = _compare(preprocess(small), _reference(small), tiny_clip, "upscale 192x108")
     assert mean < 0.6 and p99 <= 4 and cos > 0.999
+
+
+def test_area_downscale_is_the_box_average(real_frames: list[np.ndarray]) -> None:
+    from edge.preprocess import area_downscale
+
+    frame = real_frames[5]
+    half = area_downscale(frame, 216, 384)  # an integer factor: exactly OpenCV's 2 x 2 average
+    np.testing.assert_array_equal(half, cv2.resize(frame, (384, 216), interpolation=cv2.INTER_AREA))
+    grey = np.full((432, 768, 3), 77, np.uint8)
+    assert (area_downscale(grey, 224, 398) == 77).all()  # weights sum to one
+    ours = area_downscale(frame, 224, 398).astype(int)  # factor 1.93: linear to 2x, then 2 x 2
+    exact = cv2.resize(frame, (398, 224), interpolation=cv2.INTER_AREA).astype(int)
+    assert ours.shape == exact.shape and np.abs(ours - exact).mean() < 0.2 and np.abs(ours - exact).max() <= 8
