@@ -193,8 +193,11 @@ def test_train_split_and_truth(ucf: Path) -> None:
 
 
 def test_same_seed_same_dataset(ucf: Path, tmp_path: Path) -> None:
-    generate("ucf", tmp_path, seed=3, scale=SCALE)
-    assert (tmp_path / "train.csv").read_text() == (ucf / "train.csv").read_text()
+    generate("ucf", tmp_path, seed=3, scale=SCALE, workers=2)  # the fixture: one process
+    for name in ("train.csv", "test.csv", "gt_frames.npy", "dataset.json"):
+        assert (tmp_path / name).read_bytes() == (ucf / name).read_bytes(), name
+    with np.load(tmp_path / "train_truth.npz") as a, np.load(ucf / "train_truth.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     train_file = (tmp_path / "train.csv").read_text().splitlines()[5].split(",")[0]
     for rel in ("features/Abuse028_x264__5.npy", train_file):
         np.testing.assert_array_equal(np.load(tmp_path / rel), np.load(ucf / rel))

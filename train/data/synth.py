@@ -1,6 +1,6 @@
 """A CLIP-feature benchmark on the REAL UCF-Crime / XD-Violence layouts.
 
-``cplvad synth --layout ucf|xd --out DIR --seed N [--scale F] [--dtype float16|float32]``
+``cplvad synth --layout ucf|xd --out DIR --seed N [--scale F] [--dtype float16|float32] [--workers N]``
 
 writes a dataset in the VadCLIP release format (see :mod:`train.data.release`): ``train.csv``, ``test.csv``,
 ``features/<video>__<crop>.npy`` [T,512], ``gt_frames.npy``, ``gt_segment.npy``, ``gt_label.npy``, plus
@@ -59,8 +59,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import multiprocessing
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,8 +308,8 @@ class Generator:
 
 def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT_SCALE,
              dtype: str = "float16", knobs: Knobs | None = None, data_dir: str | Path | None = None,
-             force: bool = False) -> dict:
-    """Write the dataset; returns the dataset.json content."""
+             force: bool = False, workers: int = 1) -> dict:
+    """Write the dataset (videos generated in ``workers`` processes); returns the dataset.json content."""
     t0 = time.perf_counter()
     out = Path(out)
     if not 0 < scale <= 1:
@@ -333,18 +335,11 @@ def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT
         shutil.rmtree(features)
     features.mkdir(parents=True, exist_ok=True)
 
-    def save(name: str, crop: int, x: np.ndarray) -> str:
-        rel = f"features/{name}__{crop}.npy"
-        np.save(out / rel, x.astype(dtype))
-        return rel
-
+    job = _Job(gen, real, out, dtype, seed, layout, knobs)
     # test: the real layout, the crop the real list names
     test_rows, gt_frames = [], []
-    for i, (name, label, crop, gt, events) in enumerate(tqdm(real.test, desc=f"{layout} test", unit="video")):
-        rng = np.random.default_rng([seed, 1, i])
-        classes = list(np.flatnonzero(real.label_map.parse(label)[1]))
-        x = gen.video(rng, gt.size // FRAMES_PER_SNIPPET, events, classes, [crop])[crop]
-        test_rows.append((save(name, crop, x), label))
+    for row, gt in _map(_test_video, job, range(len(real.test)), workers, f"{layout} test"):
+        test_rows.append(row)
         gt_frames.append(gt)
     np.save(out / "gt_frames.npy", np.concatenate(gt_frames))
     (out / "gt_segment.npy").write_bytes(real.segment_npy)
@@ -354,20 +349,9 @@ def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT
     pick_rng = np.random.default_rng([seed, 2])
     chosen = stratified_subset([label for _, label in real.train], scale, pick_rng)
     train_rows, truth = [], {}
-    for i in tqdm(chosen, desc=f"{layout} train", unit="video"):
-        name, label = real.train[i]
-        rng = np.random.default_rng([seed, 3, i])
-        primary, multi_hot = real.label_map.parse(label)
-        lengths = real.normal_lengths if primary == 0 else real.anomalous_lengths
-        jitter = rng.uniform(1 - knobs.length_jitter, 1 + knobs.length_jitter)
-        length = max(2, round(float(rng.choice(lengths)) * jitter))
-        events = train_events(rng, real, label, length)
-        crops = list(range(CROPS[layout]))
-        for crop, x in gen.video(rng, length, events, list(np.flatnonzero(multi_hot)), crops).items():
-            train_rows.append((save(name, crop, x), label))
-        spans = np.array([[e.start, e.end] for e in events]).reshape(-1, 2)
-        truth[f"binary/{name}"] = (coverage(length, spans) >= 0.5).astype(np.float32)
-        truth[f"classes/{name}"] = _class_truth(length, events)
+    for rows, video_truth in _map(_train_video, job, chosen, workers, f"{layout} train"):
+        train_rows += rows
+        truth |= video_truth
     np.savez_compressed(out / "train_truth.npz", **truth)
 
     for fname, rows in (("train.csv", train_rows), ("test.csv", test_rows)):
@@ -383,6 +367,77 @@ def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT
     log.info("%s: %d train + %d test videos, %.0f MB in %.1f s", out, len(chosen), len(real.test),
              size / 2**20, time.perf_counter() - t0)
     return meta
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What writing one video needs; worker processes inherit it (fork)."""
+
+    gen: Generator
+    real: RealLayout
+    out: Path
+    dtype: str
+    seed: int
+    layout: str
+    knobs: Knobs
+
+    def save(self, name: str, crop: int, x: np.ndarray) -> str:
+        rel = f"features/{name}__{crop}.npy"
+        np.save(self.out / rel, x.astype(self.dtype))
+        return rel
+
+
+def _test_video(job: _Job, i: int) -> tuple[tuple[str, str], np.ndarray]:
+    """Test video ``i``: its list row (path, label) and its ground-truth frames."""
+    name, label, crop, gt, events = job.real.test[i]
+    rng = np.random.default_rng([job.seed, 1, i])
+    classes = list(np.flatnonzero(job.real.label_map.parse(label)[1]))
+    x = job.gen.video(rng, gt.size // FRAMES_PER_SNIPPET, events, classes, [crop])[crop]
+    return (job.save(name, crop, x), label), gt
+
+
+def _train_video(job: _Job, i: int) -> tuple[list[tuple[str, str]], dict[str, np.ndarray]]:
+    """Training video ``i`` of the real list: its list rows (one per crop) and its snippet truth."""
+    real, knobs = job.real, job.knobs
+    name, label = real.train[i]
+    rng = np.random.default_rng([job.seed, 3, i])
+    primary, multi_hot = real.label_map.parse(label)
+    lengths = real.normal_lengths if primary == 0 else real.anomalous_lengths
+    jitter = rng.uniform(1 - knobs.length_jitter, 1 + knobs.length_jitter)
+    length = max(2, round(float(rng.choice(lengths)) * jitter))
+    events = train_events(rng, real, label, length)
+    crops = list(range(CROPS[job.layout]))
+    rows = [(job.save(name, crop, x), label)
+            for crop, x in job.gen.video(rng, length, events, list(np.flatnonzero(multi_hot)), crops).items()]
+    spans = np.array([[e.start, e.end] for e in events]).reshape(-1, 2)
+    return rows, {f"binary/{name}": (coverage(length, spans) >= 0.5).astype(np.float32),
+                  f"classes/{name}": _class_truth(length, events)}
+
+
+_WORKER_JOB: _Job | None = None  # set in each worker process by _start_worker
+
+
+def _start_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+
+
+def _call(task: tuple[Callable, int]):
+    fn, i = task
+    return fn(_WORKER_JOB, i)
+
+
+def _map(fn: Callable, job: _Job, items: Iterable[int], workers: int, desc: str) -> Iterator:
+    """``fn(job, i)`` for each item, in order; with ``workers`` > 1 in that many forked processes (each video has
+    its own random stream, so the output is the same)."""
+    items = list(items)
+    if workers <= 1:
+        yield from (fn(job, i) for i in tqdm(items, desc=desc, unit="video"))
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
+        yield from tqdm(pool.imap(_call, [(fn, i) for i in items], chunksize=4), total=len(items), desc=desc,
+                        unit="video")
 
 
 def _class_truth(length: int, events: list[Event]) -> np.ndarray:
@@ -424,12 +479,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder of the original annotation, gt and text-embedding files (default: the "
                              "compact copies shipped in train/data/public/)")
     parser.add_argument("--force", action="store_true", help="replace an existing generated dataset")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes generating videos (the output is the same for any number)")
     parser.add_argument("--set", "--knob", dest="knob", action="append", default=[], metavar="KNOB=VALUE",
                         help="change a generator knob (repeatable), e.g. --set distractor_rate=3")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     generate(args.layout, args.out, args.seed, args.scale, args.dtype, knobs=parse_knobs(args.knob),
-             data_dir=args.data_dir, force=args.force)
+             data_dir=args.data_dir, force=args.force, workers=args.workers)
     log.info("next: cplvad baseline --data %s --out runs/mil_%s", args.out, args.layout)
 
 
