@@ -6,7 +6,7 @@ PYTHON  := $(BIN)/python
 CPLVAD  := $(BIN)/cplvad
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo demo-fast synth baseline train train-xd distill export calibrate engine bench bench-quick clean
+.PHONY: setup test test-fast demo demo-fast synth baseline train train-xd distill export calibrate engine bench bench-quick bench-accuracy clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,9 @@ bench: setup
 
 bench-quick: setup
 	$(CPLVAD) bench --quick --out bench/results/quick
+
+bench-accuracy: setup  # the full accuracy report; PROFILE=gpu on a GPU machine (see bench/full.py)
+	$(PYTHON) -m bench.full --profile $(or $(PROFILE),cpu)
 
 clean:
 	rm -rf runs bench/results/tmp .pytest_cache

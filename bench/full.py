@@ -1,0 +1,449 @@
+"""The full accuracy report: the paper's Table 3 rows and the MIL baseline, both layouts, several seeds, mean +- std.
+
+    PYTHONPATH=. python3 -m bench.full --profile gpu|cpu|tiny [--out bench/results/full] [--work DIR]
+        [--parallel N] [--cap S] [--wall S] [--seeds 0 1 2] [--rows mil stage1 ...] [--layouts ucf xd] [--scale F]
+
+Generates both layouts' benchmark (``cplvad synth``, generator seed 0, ``--workers``), then runs every (row,
+layout, seed) as its own child process (``python -m cplvad train|baseline``), ``--parallel`` at a time, each
+under a time cap (``--cap`` seconds; and none starts or runs past ``--wall`` seconds from the start). A run that
+hits a cap is recorded as ``capped``, one that fails as ``failed``, one never started as ``not run``: nothing is
+dropped. Runs are ordered seed first, so a wall cap leaves whole seeds. The report (``results.json``,
+``report.md``, ``accuracy.png``) gives mean +- std (sample std, ddof 1) over the seeds that finished, per row and
+layout, with the hardware (CPU model, GPU name), the commit and the wall time.
+
+Rows: ``mil`` (train.training.baseline, configs/train/mil.yaml), and the teacher (configs/train/<layout>[_full].yaml)
+with ``stage1`` (pseudo.mode=none), ``b2c``, ``c2b``, ``self``, ``nocar`` (cross, pseudo.car=false), ``cross``
+(CPL-VAD). Each teacher row runs whole (stage 1 is not shared between rows).
+
+Profiles:
+  gpu   scale 1.0 (the whole training list), the paper's sizes (configs/train/{ucf,xd}_full.yaml: d=512, 8 heads,
+        Adam 1e-4, batch 32, 10 + 10 epochs, bf16), seeds 0 1 2, 8 runs at a time with 2 CPU threads each, a cap
+        of 420 s per run and 510 s in all (one H200, 16 cores; the rows not reached are listed as such)
+  cpu   scale 0.1 (161 UCF / 421 XD training videos), the CPU configs (configs/train/{ucf,xd}.yaml: d=128),
+        seeds 0 1 2, one run at a time, a cap of 3600 s per run (about 8 h on 2 cores: 42 runs)
+  tiny  the plumbing: UCF at scale 0.02, seed 0, MIL and stage 1, 1 + 1 epochs of a d=32 teacher (a few minutes)
+
+The device command (one H200; the wheels from ``bench/device_wheels.sh`` in ``.whl``, carried; results under
+$OUT/full, copied to bench/results/full and committed)::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+.whl/*.whl && export PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 CPLVAD_COMMIT=$(cat .whl/COMMIT) || exit; \
+timeout -k 10 560 python3 -m bench.full --profile gpu --out $OUT/full --work /tmp/cplvad-full
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from train.paths import PROJECT_ROOT
+
+log = logging.getLogger("bench.full")
+
+ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # key: (name in the report, teacher overrides); mil: the baseline
+    "mil": ("MIL baseline", ()),
+    "stage1": ("stage 1 (video labels only)", ("pseudo.mode=none",)),
+    "b2c": ("CPL-VAD B->C only", ("pseudo.mode=b2c",)),
+    "c2b": ("CPL-VAD C->B only", ("pseudo.mode=c2b",)),
+    "self": ("CPL-VAD self", ("pseudo.mode=self",)),
+    "nocar": ("CPL-VAD cross, no CAR", ("pseudo.car=false",)),
+    "cross": ("CPL-VAD (cross, CAR)", ()),
+}
+METRICS = ("auc", "ap", "map_avg", "map_corrected_avg")
+STATUSES = ("ok", "capped", "failed", "not run")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one report runs."""
+
+    profile: str
+    scale: float
+    layouts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    rows: tuple[str, ...]
+    config_suffix: str  # configs/train/<layout><suffix>.yaml
+    teacher: tuple[str, ...] = ()  # extra overrides of every teacher row
+    mil: tuple[str, ...] = ()  # extra overrides of the MIL baseline
+    parallel: int = 1
+    threads: int = 2  # torch / BLAS threads per run
+    cap: float = 3600.0  # seconds per run
+    wall: float | None = None  # seconds in all (None: no limit)
+    synth_workers: int = 1  # per layout
+
+    @classmethod
+    def make(cls, profile: str) -> Plan:
+        rows = tuple(ROWS)
+        if profile == "gpu":
+            return cls(profile, 1.0, ("ucf", "xd"), (0, 1, 2), rows, "_full", ("plot_videos=0", "data.memory_mb=16384"),
+                       ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8)
+        if profile == "cpu":
+            return cls(profile, 0.1, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=1,
+                       threads=2, cap=3600.0)
+        if profile == "tiny":
+            return cls(profile, 0.02, ("ucf",), (0,), ("mil", "stage1"), "",
+                       ("plot_videos=0", "optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=32",
+                        "model.num_heads=2", "data.val_fraction=0"), ("epochs=1",), parallel=1, threads=1, cap=600.0)
+        raise ValueError(f"profile {profile!r}: expected gpu, cpu or tiny")
+
+
+@dataclass
+class Job:
+    """One (row, layout, seed) run and what became of it."""
+
+    row: str
+    layout: str
+    seed: int
+    status: str = "not run"  # one of STATUSES
+    seconds: float | None = None
+    peak_rss_mb: float | None = None
+    metrics: dict[str, float] | None = None
+    error: str | None = None
+    run: str | None = None  # the run folder
+
+    @property
+    def name(self) -> str:
+        return f"{self.row}-{self.layout}-s{self.seed}"
+
+
+def jobs_of(plan: Plan) -> list[Job]:
+    """Seed first (a wall cap leaves whole seeds), then layout (XD, the longer, first), teacher rows before MIL."""
+    layouts = sorted(plan.layouts, key=lambda lay: lay != "xd")
+    rows = sorted(plan.rows, key=lambda r: r == "mil")
+    return [Job(row, layout, seed) for seed in plan.seeds for layout in layouts for row in rows]
+
+
+def command(job: Job, plan: Plan, data: Path, run: Path) -> list[str]:
+    """The child process of a job: ``python -m cplvad baseline|train`` with the row's overrides."""
+    if job.row == "mil":
+        overrides = (f"seed={job.seed}", f"threads={plan.threads}", *plan.mil)
+        head = ["baseline", "--data", str(data), "--out", str(run)]
+    else:
+        config = PROJECT_ROOT / "configs" / "train" / f"{job.layout}{plan.config_suffix}.yaml"
+        overrides = (f"seed={job.seed}", f"threads={plan.threads}", *plan.teacher, *ROWS[job.row][1])
+        head = ["train", "--config", str(config), "--data", str(data), "--out", str(run)]
+    return [sys.executable, "-m", "cplvad", *head, *[a for o in overrides for a in ("--set", o)]]
+
+
+def accuracy(metrics: dict) -> dict[str, float]:
+    """AUC / AP in %, mAP averages (already in %), from a run's metrics.json."""
+    return {"auc": 100 * metrics["auc"], "ap": 100 * metrics["ap"], "map_avg": metrics["map"]["avg"],
+            "map_corrected_avg": metrics["map_corrected"]["avg"]}
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def run_jobs(jobs: list[Job], plan: Plan, data: dict[str, Path], runs: Path, logs: Path,
+             deadline: float | None = None, commands=command) -> list[Job]:
+    """Run the jobs ``plan.parallel`` at a time, each capped at ``plan.cap`` s and at ``deadline``
+    (time.monotonic); fills each job's status, seconds, peak RSS, metrics and error in place."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(plan.threads), "MKL_NUM_THREADS": str(plan.threads),
+           "OPENBLAS_NUM_THREADS": str(plan.threads), "TQDM_MININTERVAL": "30", "PYTHONPATH": os.pathsep.join(
+               filter(None, [os.environ.get("PYTHONPATH"), str(PROJECT_ROOT)]))}
+    pending = list(jobs)
+    running: dict[int, tuple[Job, subprocess.Popen, float, float, object]] = {}
+    reason = "the wall-time cap was reached"
+    try:
+        _schedule(pending, running, plan, data, runs, logs, deadline, commands, env)
+    except Stopped as stop:
+        reason = f"the plan received {stop}"  # SIGTERM / SIGINT: running jobs capped, report written
+        for pid, (job, proc, started, limit, logfile) in running.items():
+            os.killpg(pid, signal.SIGKILL)
+            _, _, usage = os.wait4(pid, 0)
+            logfile.close()
+            job.seconds, job.peak_rss_mb = round(time.monotonic() - started, 1), round(usage.ru_maxrss / 1024, 1)
+            job.status, job.error = "capped", f"stopped after {job.seconds:.0f} s: the plan received {stop}"
+    for job in pending:
+        job.error = f"not started: {reason}"
+    return jobs
+
+
+class Stopped(Exception):
+    """The plan received SIGTERM or SIGINT (e.g. an outer ``timeout``)."""
+
+
+def _stop(signum: int, _frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _schedule(pending: list[Job], running: dict, plan: Plan, data: dict[str, Path], runs: Path, logs: Path,
+              deadline: float | None, commands, env: dict[str, str]) -> None:
+    while pending or running:
+        now = time.monotonic()
+        while pending and len(running) < plan.parallel and (deadline is None or now < deadline - 5):
+            job = pending.pop(0)
+            job.run = str(runs / job.name)
+            logfile = (logs / f"{job.name}.log").open("w")
+            proc = subprocess.Popen(commands(job, plan, data[job.layout], Path(job.run)), cwd=PROJECT_ROOT,
+                                    stdout=logfile, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            limit = now + plan.cap if deadline is None else min(now + plan.cap, deadline)
+            running[proc.pid] = (job, proc, now, limit, logfile)
+            log.info("[%s] started (pid %d, %d running, %d waiting)", job.name, proc.pid, len(running), len(pending))
+        if not running:
+            break  # the deadline has passed: the pending jobs stay "not run"
+        time.sleep(0.5)
+        for pid, (job, proc, started, limit, logfile) in list(running.items()):
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            capped = done == 0 and time.monotonic() >= limit
+            if capped:
+                os.killpg(pid, signal.SIGKILL)  # the run and anything it started
+                done, status, usage = os.wait4(pid, 0)
+            if done == 0:
+                continue
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            logfile.close()
+            del running[pid]
+            job.seconds = round(time.monotonic() - started, 1)
+            job.peak_rss_mb = round(usage.ru_maxrss / 1024, 1)
+            finish(job, capped, proc.returncode, round(limit - started), logs / f"{job.name}.log")
+
+
+def finish(job: Job, capped: bool, code: int, cap: float, logfile: Path) -> None:
+    metrics_file = Path(job.run) / "metrics.json"
+    if capped:
+        job.status, job.error = "capped", f"stopped at its {cap:.0f} s cap"
+    elif code == 0 and metrics_file.is_file():
+        job.status, job.metrics = "ok", accuracy(json.loads(metrics_file.read_text()))
+    else:
+        tail = " | ".join(logfile.read_text(errors="replace").strip().splitlines()[-3:])
+        job.status, job.error = "failed", f"exit code {code}: {tail}"
+    (log.info if job.status == "ok" else log.error)("[%s] %s in %.0f s%s", job.name, job.status, job.seconds,
+                                                    "" if job.status == "ok" else f": {job.error}")
+
+
+# ----------------------------------------------------------------------------------------------- aggregation
+
+
+def aggregate(jobs: list[dict]) -> dict[str, dict[str, dict]]:
+    """{layout: {row: {metric: {mean, std, n}, seeds: [...], capped: [...], failed: [...], not_run: [...]}}} from
+    job records (dicts of :class:`Job`). std: sample std (ddof 1) over the seeds that finished; None for one."""
+    table: dict[str, dict[str, dict]] = {}
+    for job in jobs:
+        cell = table.setdefault(job["layout"], {}).setdefault(
+            job["row"], {"seeds": [], "capped": [], "failed": [], "not_run": [], "_values": []})
+        key = {"ok": "seeds", "capped": "capped", "failed": "failed", "not run": "not_run"}[job["status"]]
+        cell[key].append(job["seed"])
+        if job["status"] == "ok":
+            cell["_values"].append(job["metrics"])
+    for rows in table.values():
+        for cell in rows.values():
+            values = cell.pop("_values")
+            for metric in METRICS:
+                x = np.array([v[metric] for v in values], np.float64)
+                cell[metric] = {"mean": float(x.mean()) if len(x) else None,
+                                "std": float(x.std(ddof=1)) if len(x) > 1 else None, "n": int(len(x))}
+    return table
+
+
+def cell_text(cell: dict, metric: str) -> str:
+    value = cell[metric]
+    if value["mean"] is None:
+        return "–"
+    return f"{value['mean']:.2f}" + (f" ± {value['std']:.2f}" if value["std"] is not None else "")
+
+
+def runs_text(cell: dict, seeds: int) -> str:
+    """'3 of 3 seeds', plus the seeds that were capped, failed or not run."""
+    parts = [f"{len(cell['seeds'])} of {seeds}"]
+    parts += [f"{word} {', '.join(map(str, cell[key]))}" for key, word in
+              (("capped", "capped: seed"), ("failed", "failed: seed"), ("not_run", "not run: seed")) if cell[key]]
+    return "; ".join(parts)
+
+
+def caption(results: dict) -> str:
+    hw = results["hardware"]
+    device = hw.get("gpu") or "no GPU"
+    return (f"{device}, {hw.get('cpu')} ({hw.get('cores')} cores); commit {results['commit']}; "
+            f"wall time {results['wall_seconds'] / 60:.1f} min; {results['created']}")
+
+
+def write_report(results: dict, out: Path) -> str:
+    """report.md and accuracy.png in ``out`` from results.json's content; returns the markdown."""
+    plan = results["plan"]
+    seeds = len(plan["seeds"])
+    lines = [f"# Full accuracy report ({plan['profile']} profile)", "",
+             f"*{caption(results)}*", "",
+             f"Generated benchmark (`cplvad synth`, generator seed 0) at scale {plan['scale']} of the training list; "
+             f"training seeds {', '.join(map(str, plan['seeds']))}; teacher configs "
+             f"`configs/train/<layout>{plan['config_suffix']}.yaml`"
+             + (f" with {', '.join(f'`{o}`' for o in plan['teacher'])}" if plan["teacher"] else "")
+             + (f"; MIL `configs/train/mil.yaml` with {', '.join(f'`{o}`' for o in plan['mil'])}" if plan["mil"]
+                else "")
+             + f". Mean ± sample std over the seeds that finished; each run capped at {plan['cap']:.0f} s"
+             + (f", {plan['wall']:.0f} s in all" if plan.get("wall") else "") + ".", ""]
+    for layout, rows in results["table"].items():
+        lines += [f"## {layout.upper()} layout", "", "| row | AUC | AP | mAP avg | mAP avg corrected | seeds |",
+                  "|---|---|---|---|---|---|"]
+        for key in ROWS:
+            if key in rows:
+                cell = rows[key]
+                lines.append(f"| {ROWS[key][0]} | " + " | ".join(cell_text(cell, m) for m in METRICS)
+                             + f" | {runs_text(cell, seeds)} |")
+        lines.append("")
+    lines += ["![accuracy](accuracy.png)", "", "## Runs", "", "| run | status | seconds | peak RSS MB | note |",
+              "|---|---|---|---|---|"]
+    for job in results["jobs"]:
+        lines.append(f"| {job['row']} {job['layout']} seed {job['seed']} | {job['status']} | {job['seconds'] or '–'} "
+                     f"| {job['peak_rss_mb'] or '–'} | {(job['error'] or '').replace('|', '/')[:160]} |")
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text)
+    plot(results, out / "accuracy.png")
+    return text
+
+
+def plot(results: dict, path: Path) -> None:
+    """AUC, AP and mAP per row, one panel per layout, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layouts = list(results["table"])
+    fig, axes = plt.subplots(1, max(len(layouts), 1), figsize=(7 * max(len(layouts), 1), 4.2), squeeze=False)
+    for ax, layout in zip(axes[0], layouts):
+        rows = [k for k in ROWS if k in results["table"][layout]]
+        x = np.arange(len(rows))
+        for i, metric in enumerate(("auc", "ap", "map_avg")):
+            cells = [results["table"][layout][k][metric] for k in rows]
+            mean = [c["mean"] if c["mean"] is not None else np.nan for c in cells]
+            std = [c["std"] or 0.0 for c in cells]
+            ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=std, capsize=2,
+                   label={"auc": "AUC", "ap": "AP", "map_avg": "mAP avg"}[metric])
+        ax.set_xticks(x, [ROWS[k][0].replace(" (", "\n(") for k in rows], rotation=30, ha="right", fontsize=7)
+        ax.set(title=f"{layout.upper()} layout", ylabel="%", ylim=(0, 100))
+        ax.legend(fontsize=7)
+    fig.suptitle(caption(results), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------- machine
+
+
+def hardware() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    gpu = None
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.strip().replace("\n", " + ") or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    memory = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "memory_gb": memory and round(memory, 1),
+            "python": platform.python_version()}
+
+
+def commit() -> str:
+    """HEAD (+dirty) from git; else $CPLVAD_COMMIT (a copy of the tree without .git); else 'unknown'."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, check=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("CPLVAD_COMMIT", "").strip() or "unknown"
+
+
+def synth(plan: Plan, work: Path, logs: Path) -> dict[str, Path]:
+    """Both layouts' benchmark, generated side by side (``plan.synth_workers`` processes each); reused when the
+    folder already holds this scale."""
+    data, procs = {}, []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for layout in plan.layouts:
+        folder = data[layout] = work / "data" / f"{layout}-{plan.scale:g}"
+        meta = folder / "dataset.json"
+        if meta.is_file() and json.loads(meta.read_text()).get("scale") == plan.scale:
+            continue
+        args = [sys.executable, "-m", "cplvad", "synth", "--layout", layout, "--seed", "0", "--scale",
+                str(plan.scale), "--out", str(folder), "--force", "--workers", str(plan.synth_workers)]
+        logs.mkdir(parents=True, exist_ok=True)
+        procs.append((layout, subprocess.Popen(args, cwd=PROJECT_ROOT, env=env,
+                                               stdout=(logs / f"synth-{layout}.log").open("w"),
+                                               stderr=subprocess.STDOUT)))
+    for layout, proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"synth {layout} failed (exit code {proc.returncode}): {logs / f'synth-{layout}.log'}")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.full", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=("gpu", "cpu", "tiny"), required=True)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "full")
+    parser.add_argument("--work", type=Path, default=None, help="data and runs (default bench/results/tmp/full)")
+    parser.add_argument("--parallel", type=int, help="runs at a time")
+    parser.add_argument("--threads", type=int, help="torch / BLAS threads per run")
+    parser.add_argument("--cap", type=float, help="seconds per run")
+    parser.add_argument("--wall", type=float, help="seconds in all, data generation included (0: no limit)")
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS))
+    parser.add_argument("--layouts", nargs="+", choices=("ucf", "xd"))
+    parser.add_argument("--scale", type=float)
+    parser.add_argument("--synth-workers", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    plan = Plan.make(args.profile)
+    changes = {k: v for k, v in {"parallel": args.parallel, "threads": args.threads, "cap": args.cap,
+                                 "seeds": args.seeds and tuple(args.seeds), "rows": args.rows and tuple(args.rows),
+                                 "layouts": args.layouts and tuple(args.layouts), "scale": args.scale,
+                                 "synth_workers": args.synth_workers}.items() if v is not None}
+    if args.wall is not None:
+        changes["wall"] = args.wall or None
+    plan = replace(plan, **changes)
+    for key in ("parallel", "threads", "synth_workers"):
+        if getattr(plan, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} {getattr(plan, key)}: expected at least 1")
+    work = args.work or PROJECT_ROOT / "bench" / "results" / "tmp" / "full"
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    logs = work / "logs"
+    started = time.monotonic()
+    deadline = started + plan.wall if plan.wall else None
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    log.info("full report, %s profile: %s", plan.profile, asdict(plan))
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    jobs = jobs_of(plan)
+    try:
+        data = synth(plan, work, logs)
+        log.info("data ready in %.0f s", time.monotonic() - started)
+        run_jobs(jobs, plan, data, work / "runs", logs, deadline)
+    except (Stopped, RuntimeError) as err:  # no data: every run is listed as not run, with the reason
+        log.error("data generation: %s", err)
+        for job in jobs:
+            job.error = f"not started: data generation {'was stopped by ' if isinstance(err, Stopped) else ''}{err}"
+    records = [asdict(j) for j in jobs]
+    results = {"created": created, "commit": commit(), "hardware": hardware(),
+               "wall_seconds": round(time.monotonic() - started, 1), "plan": asdict(plan),
+               "rows": {k: v[0] for k, v in ROWS.items()}, "table": aggregate(records), "jobs": records}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(write_report(results, out))
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:  # every run's log, for the runs that did not finish too
+        tar.add(logs, arcname="logs")
+    counts = {s: sum(j.status == s for j in jobs) for s in STATUSES}
+    log.info("%s in %.0f s -> %s", ", ".join(f"{n} {s}" for s, n in counts.items() if n), results["wall_seconds"],
+             out)
+    return 0 if counts["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

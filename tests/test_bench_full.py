@@ -1,0 +1,98 @@
+"""bench/full.py: mean +- std over seeds with capped, failed and unstarted runs kept; the runner's caps."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from bench.full import Job, Plan, _stop, aggregate, jobs_of, run_jobs, write_report
+
+
+def record(row: str, seed: int, status: str, auc: float | None = None, layout: str = "ucf") -> dict:
+    metrics = None if auc is None else {"auc": auc, "ap": auc / 2, "map_avg": 10.0 + seed, "map_corrected_avg": 5.0}
+    return asdict(Job(row, layout, seed, status, 1.0, 100.0, metrics, None if status == "ok" else status))
+
+
+def test_mean_and_sample_std_over_seeds_and_capped_rows_kept(tmp_path: Path) -> None:
+    jobs = [record("cross", 0, "ok", 80.0), record("cross", 1, "ok", 82.0), record("cross", 2, "ok", 84.0),
+            record("stage1", 0, "ok", 70.0), record("stage1", 1, "capped"), record("stage1", 2, "failed"),
+            record("mil", 0, "capped"), record("mil", 1, "not run"), record("mil", 0, "ok", 90.0, layout="xd")]
+    table = aggregate(jobs)
+    cross = table["ucf"]["cross"]
+    assert cross["auc"] == {"mean": 82.0, "std": 2.0, "n": 3}  # sample std: sqrt(((-2)^2 + 0 + 2^2) / 2)
+    assert cross["ap"]["mean"] == 41.0 and cross["map_avg"] == {"mean": 11.0, "std": 1.0, "n": 3}
+    stage1 = table["ucf"]["stage1"]
+    assert stage1["auc"] == {"mean": 70.0, "std": None, "n": 1}
+    assert (stage1["seeds"], stage1["capped"], stage1["failed"]) == ([0], [1], [2])
+    mil = table["ucf"]["mil"]
+    assert mil["auc"] == {"mean": None, "std": None, "n": 0} and mil["capped"] == [0] and mil["not_run"] == [1]
+    assert table["xd"]["mil"]["auc"]["mean"] == 90.0
+
+    results = {"created": "now", "commit": "abc", "wall_seconds": 60.0, "jobs": jobs, "table": table,
+               "hardware": {"cpu": "a CPU", "cores": 2, "gpu": None},
+               "plan": asdict(Plan.make("tiny")) | {"seeds": (0, 1, 2)}}
+    text = write_report(results, tmp_path)
+    assert "| CPL-VAD (cross, CAR) | 82.00 ± 2.00 | 41.00 ± 1.00 |" in text
+    assert "| stage 1 (video labels only) | 70.00 | 35.00 |" in text and "capped: seed 1; failed: seed 2" in text
+    assert "| MIL baseline | – | – | – | – | 0 of 3; capped: seed 0; not run: seed 1 |" in text
+    assert "no GPU, a CPU (2 cores); commit abc; wall time 1.0 min" in text
+    assert (tmp_path / "accuracy.png").stat().st_size > 1000
+
+
+def test_jobs_are_ordered_seed_first() -> None:
+    plan = replace(Plan.make("gpu"), rows=("mil", "cross"), seeds=(0, 1))
+    assert [j.name for j in jobs_of(plan)][:5] == ["cross-xd-s0", "mil-xd-s0", "cross-ucf-s0", "mil-ucf-s0",
+                                                   "cross-xd-s1"]
+
+
+def test_runner_records_capped_failed_and_unstarted_runs(tmp_path: Path) -> None:
+    """Real child processes: one writes its metrics, one sleeps past its cap, one fails; the wall cap leaves
+    the last one unstarted."""
+    metrics = {"auc": 0.8, "ap": 0.5, "map": {"avg": 12.0}, "map_corrected": {"avg": 11.0}}
+    scripts = {"cross": f"import json, pathlib, sys; p = pathlib.Path(sys.argv[1]); p.mkdir(parents=True); "
+                        f"(p / 'metrics.json').write_text(json.dumps({metrics!r}))",
+               "stage1": "import time; time.sleep(60)",
+               "self": "import sys; print('bad value'); sys.exit(3)",
+               "mil": "import time; time.sleep(60)"}
+
+    def commands(job: Job, plan: Plan, data: Path, run: Path) -> list[str]:
+        return [sys.executable, "-c", scripts[job.row], str(run)]
+
+    plan = replace(Plan.make("tiny"), rows=("cross", "stage1", "self", "mil"), parallel=2, cap=3.0)
+    jobs = jobs_of(plan)
+    run_jobs(jobs, plan, {"ucf": tmp_path}, tmp_path / "runs", tmp_path / "logs", commands=commands,
+             deadline=time.monotonic() + 12.0)
+    status = {j.row: j for j in jobs}
+    assert status["cross"].status == "ok" and status["cross"].metrics == pytest.approx(
+        {"auc": 80.0, "ap": 50.0, "map_avg": 12.0, "map_corrected_avg": 11.0})
+    assert status["stage1"].status == "capped" and status["stage1"].seconds < 10
+    assert status["self"].status == "failed" and "exit code 3" in status["self"].error
+    assert "bad value" in status["self"].error
+    assert status["mil"].status in ("capped", "not run")
+    assert json.dumps([asdict(j) for j in jobs])  # the records serialise
+
+
+def test_sigterm_caps_the_running_runs(tmp_path: Path) -> None:
+    """An outer timeout (SIGTERM) stops the plan: running runs are recorded as capped, the rest as not run."""
+    plan = replace(Plan.make("tiny"), rows=("stage1", "mil"), parallel=1, cap=60.0)
+    jobs = jobs_of(plan)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        started = time.monotonic()
+        run_jobs(jobs, plan, {"ucf": tmp_path}, tmp_path / "runs", tmp_path / "logs",
+                 commands=lambda *_: [sys.executable, "-c", "import time; time.sleep(60)"])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert time.monotonic() - started < 20
+    assert jobs[0].status == "capped" and "SIGTERM" in jobs[0].error
+    assert jobs[1].status == "not run" and "SIGTERM" in jobs[1].error
