@@ -96,3 +96,30 @@ def test_sigterm_caps_the_running_runs(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
     assert jobs[0].status == "capped" and "SIGTERM" in jobs[0].error
     assert jobs[1].status == "not run" and "SIGTERM" in jobs[1].error
+
+
+@pytest.mark.parametrize("profile", ["gpu", "cpu", "tiny"])
+def test_every_run_of_a_profile_is_a_valid_config(profile: str, tmp_path: Path) -> None:
+    """The overrides each child gets resolve against its step's config (a bad key would fail every run)."""
+    from bench.full import command
+    from edge.configfile import load_config
+    from train.training.baseline import DEFAULT_CONFIG, MILConfig
+    from train.training.teacher import TrainConfig
+
+    plan = Plan.make(profile)
+    for job in jobs_of(plan):
+        args = command(job, plan, tmp_path, tmp_path / job.name)
+        sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+        if job.row == "mil":
+            cfg = load_config(MILConfig, DEFAULT_CONFIG, sets)
+            assert (cfg.seed, cfg.threads) == (job.seed, plan.threads)
+        else:
+            config = Path(args[args.index("--config") + 1])
+            assert config.is_file()
+            cfg = load_config(TrainConfig, config, sets)
+            assert cfg.seed == job.seed and cfg.pseudo.mode == {"stage1": "none", "b2c": "b2c", "c2b": "c2b",
+                                                                "self": "self"}.get(job.row, "cross")
+            assert cfg.pseudo.car == (job.row != "nocar")
+            if profile == "gpu":
+                assert (cfg.model.d_model, cfg.optim.batch_size, cfg.bf16) == (512, 32, True)
+    assert len(jobs_of(plan)) == len(plan.rows) * len(plan.layouts) * len(plan.seeds)
