@@ -19,8 +19,9 @@ Profiles:
   gpu   scale 1.0 (the whole training list), the paper's sizes (configs/train/{ucf,xd}_full.yaml: d=512, 8 heads,
         Adam 1e-4, batch 32, 10 + 10 epochs, bf16), seeds 0 1 2, 8 runs at a time with 2 CPU threads each, a cap
         of 420 s per run and 510 s in all (one H200, 16 cores; the rows not reached are listed as such)
-  cpu   scale 0.1 (161 UCF / 421 XD training videos), the CPU configs (configs/train/{ucf,xd}.yaml: d=128),
-        seeds 0 1 2, one run at a time, a cap of 3600 s per run (about 8 h on 2 cores: 42 runs)
+  cpu   scale 0.05 (77 UCF / 228 XD training videos), the CPU configs (configs/train/{ucf,xd}.yaml: d=128),
+        seeds 0 1 2, one run at a time, a cap of 3600 s per run (42 runs, about 8 h on 2 cores: an estimate from
+        `make train`'s ~20 min per two-stage UCF run at scale 0.1, XD taken as twice UCF; not yet run whole)
   tiny  the plumbing: UCF at scale 0.02, seed 0, MIL and stage 1, 1 + 1 epochs of a d=32 teacher (a few minutes)
 
 The device command (one H200; the wheels from ``bench/device_wheels.sh`` in ``.whl``, carried; results under
@@ -90,7 +91,7 @@ class Plan:
             return cls(profile, 1.0, ("ucf", "xd"), (0, 1, 2), rows, "_full", ("plot_videos=0", "data.memory_mb=16384"),
                        ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8)
         if profile == "cpu":
-            return cls(profile, 0.1, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=1,
+            return cls(profile, 0.05, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=1,
                        threads=2, cap=3600.0)
         if profile == "tiny":
             return cls(profile, 0.02, ("ucf",), (0,), ("mil", "stage1"), "",
