@@ -125,3 +125,15 @@ def test_runtime_opens_both_models_on_openvino(tiny_bundle: Path, tmp_path: Path
                                ref.clip.run({"pixels": pixels})["image_embeds"], rtol=1e-3, atol=1e-4)
     auto = open_models(bundle, RuntimeConfig(backend="auto", threads=1, openvino_cache=tmp_path))
     assert type(auto.clip).__name__ == "OpenVINOBackend"
+
+
+def test_missing_openvino_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from edge.backends.openvino import OpenVINOBackend
+
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError, as where it is absent
+    assert not available() and resolve_kind("auto") == "onnxruntime"
+    with pytest.raises(ValueError, match=r"OpenVINO is not installed .*pip install 'cplvad-edge\[openvino\]'"):
+        OpenVINOBackend(tmp_path / "m.onnx")

@@ -118,9 +118,9 @@ class OpenVINOBackend:
             import openvino as ov
             import openvino.properties as props
             import openvino.properties.hint as hints
-        except ImportError as err:
-            raise RuntimeError(f"the openvino backend needs OpenVINO ({err}); {INSTALL}, or run with "
-                               "--backend onnxruntime") from None
+        except ImportError as err:  # a setting this machine cannot honour: a ValueError, reported in one line
+            raise ValueError(f"backend openvino: OpenVINO is not installed ({err}); {INSTALL}, or run with "
+                             "--backend onnxruntime (or auto)") from None
         self.precision = choose_precision(precision, cpu_flags())
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
