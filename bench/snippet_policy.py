@@ -9,7 +9,7 @@ features at every policy (``train.data.extract``: the device's own preprocessing
 demo teacher (``configs/train/demo.yaml``) once on the 16-frame means, and scores the held-out videos with each
 policy's features. For reference it also trains the teacher on features extracted at the largest policy and scores
 it at that policy (what re-extracting at the device's policy gives). Prints one table (``--out-json`` saves it):
-policy, CLIP images per snippet, feature cosine to the 16-frame means, frame AUC / AP of both teachers.
+policy, CLIP images per snippet, centred feature cosine to the 16-frame means, frame AUC / AP of both teachers.
 """
 from __future__ import annotations
 
@@ -77,12 +77,13 @@ def score(run_dir: Path, data: Path) -> dict[str, float]:
 
 
 def cosine_to_full(full: Path, other: Path) -> float:
-    """Mean cosine between a policy's snippet features and the 16-frame means, over every held-out snippet."""
-    sims = []
-    for path in sorted(full.glob("*__0.npy")):
-        a, b = np.load(path).astype(np.float64), np.load(other / path.name).astype(np.float64)
-        sims.append((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12))
-    return float(np.concatenate(sims).mean())
+    """Mean cosine between a policy's snippet features and the 16-frame means over every held-out snippet, both
+    centred on the mean 16-frame feature (a random encoder's common offset would make every cosine ~1)."""
+    paths = sorted(full.glob("*__0.npy"))
+    a = np.concatenate([np.load(p) for p in paths]).astype(np.float64)  # [N, 512]
+    b = np.concatenate([np.load(other / p.name) for p in paths]).astype(np.float64)
+    a, b = a - a.mean(0), b - a.mean(0)
+    return float(((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
