@@ -137,3 +137,31 @@ def test_missing_openvino_is_one_clear_error(tmp_path: Path, monkeypatch: pytest
     assert not available() and resolve_kind("auto") == "onnxruntime"
     with pytest.raises(ValueError, match=r"OpenVINO is not installed .*pip install 'cplvad-edge\[openvino\]'"):
         OpenVINOBackend(tmp_path / "m.onnx")
+
+
+def test_bench_times_interleaved_and_tabulates() -> None:
+    from bench.encoder_runtimes import markdown, time_encoders
+
+    calls: list[str] = []
+
+    def encoder(name: str, seconds: float):
+        def encode(x: np.ndarray) -> np.ndarray:
+            calls.append(name)
+            time.sleep(seconds * len(x))
+            return x[:, :1]
+        return encode
+
+    speeds = time_encoders([encoder("a", 0.002), encoder("b", 0.008)], np.zeros((2, 3)), (1, 4), rounds=3)
+    assert calls[:2] == ["a", "b"] and calls[2:8] == ["a", "b"] * 3  # warm-up, then one call each per round
+    assert speeds[0][1] > 2 * speeds[1][1] and speeds[0][4] > 2 * speeds[1][4]  # images/s: 4x faster, with slack
+    result = {"clip": "random", "cpu": "Test CPU", "threads": 2, "cores": 2, "load_average_1min": 0.5,
+              "bf16": "no bf16", "rows": [
+                  {"runtime": "onnxruntime", "precision": "fp32", "images_per_s": {"1": 2.0, "8": 4.0},
+                   "min_cosine": 1.0},
+                  {"runtime": "openvino", "precision": "int8 (s8s8)", "images_per_s": {"1": 5.0, "8": 10.0},
+                   "min_cosine": 0.9991},
+                  {"runtime": "openvino", "precision": "bf16", "skipped": "not timed: no AMX / AVX512-BF16"}]}
+    table = markdown(result)
+    assert "real-size ViT-B/16, random weights) on Test CPU" in table
+    assert "| openvino | int8 (s8s8) | 5.00 | 10.00 | 2.50 | 0.9991 |" in table
+    assert "| openvino | bf16 | - | - | - | not timed: no AMX / AVX512-BF16 |" in table
