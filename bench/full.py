@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 -m bench.full --profile gpu|cpu|tiny [--out bench/results/full] [--work DIR]
         [--parallel N] [--cap S] [--wall S] [--seeds 0 1 2] [--rows mil stage1 ...] [--layouts ucf xd] [--scale F]
+    PYTHONPATH=. python3 -m bench.full --merge A/results.json B/results.json --out bench/results/full
 
 Generates both layouts' benchmark (``cplvad synth``, generator seed 0, ``--workers``), then runs every (row,
 layout, seed) as its own child process (``python -m cplvad train|baseline``), ``--parallel`` at a time, each
@@ -9,7 +10,8 @@ under a time cap (``--cap`` seconds; and none starts or runs past ``--wall`` sec
 hits a cap is recorded as ``capped``, one that fails as ``failed``, one never started as ``not run``: nothing is
 dropped. Runs are ordered seed first, so a wall cap leaves whole seeds. The report (``results.json``,
 ``report.md``, ``accuracy.png``) gives mean +- std (sample std, ddof 1) over the seeds that finished, per row and
-layout, with the hardware (CPU model, GPU name), the commit and the wall time.
+layout, with the hardware (CPU model, GPU name), the commit and the wall time. ``--merge`` makes one report of
+several runs' results.json (say, seed 0 on one GPU session and seeds 1 and 2, ``--seeds 1 2``, on the next).
 
 Rows: ``mil`` (train.training.baseline, configs/train/mil.yaml), and the teacher (configs/train/<layout>[_full].yaml)
 with ``stage1`` (pseudo.mode=none), ``b2c``, ``c2b``, ``self``, ``nocar`` (cross, pseudo.car=false), ``cross``
@@ -385,9 +387,30 @@ def synth(plan: Plan, work: Path, logs: Path) -> dict[str, Path]:
     return data
 
 
+def merge(parts: list[dict]) -> dict:
+    """One report from several results.json contents (e.g. seeds run on two GPU sessions): per (row, layout,
+    seed) a finished run wins over a capped, failed or unstarted one, else the later file's; the wall times add
+    up; hardware and commits that differ are all named."""
+    best: dict[tuple, dict] = {}
+    for part in parts:
+        for job in part["jobs"]:
+            key = (job["row"], job["layout"], job["seed"])
+            if key not in best or job["status"] == "ok" or best[key]["status"] != "ok":
+                best[key] = job
+    jobs = list(best.values())
+    hardware = {k: " | ".join(dict.fromkeys(str(p["hardware"].get(k)) for p in parts)) for k in parts[0]["hardware"]}
+    plan = dict(parts[0]["plan"])
+    plan["seeds"] = sorted({j["seed"] for j in jobs})
+    return {"created": parts[-1]["created"], "commit": " | ".join(dict.fromkeys(p["commit"] for p in parts)),
+            "hardware": hardware, "wall_seconds": round(sum(p["wall_seconds"] for p in parts), 1), "plan": plan,
+            "rows": parts[0]["rows"], "table": aggregate(jobs), "jobs": jobs, "merged": len(parts)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.full", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", choices=("gpu", "cpu", "tiny"), required=True)
+    parser.add_argument("--profile", choices=("gpu", "cpu", "tiny"))
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
+                        help="write one report (to --out) from several results.json files instead of running")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "full")
     parser.add_argument("--work", type=Path, default=None, help="data and runs (default bench/results/tmp/full)")
     parser.add_argument("--parallel", type=int, help="runs at a time")
@@ -402,6 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    if args.merge:
+        missing = [str(path) for path in args.merge if not path.is_file()]
+        if missing:
+            parser.error(f"--merge: {', '.join(missing)} not found")
+        args.out.mkdir(parents=True, exist_ok=True)
+        results = merge([json.loads(path.read_text()) for path in args.merge])
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(write_report(results, args.out))
+        return 0
+    if args.profile is None:
+        parser.error("--profile is required (or --merge)")
     plan = Plan.make(args.profile)
     changes = {k: v for k, v in {"parallel": args.parallel, "threads": args.threads, "cap": args.cap,
                                  "seeds": args.seeds and tuple(args.seeds), "rows": args.rows and tuple(args.rows),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.full import Job, Plan, _stop, aggregate, jobs_of, run_jobs, write_report
+from bench.full import Job, Plan, _stop, aggregate, jobs_of, main, run_jobs, write_report
 
 
 def record(row: str, seed: int, status: str, auc: float | None = None, layout: str = "ucf") -> dict:
@@ -123,3 +123,21 @@ def test_every_run_of_a_profile_is_a_valid_config(profile: str, tmp_path: Path) 
             if profile == "gpu":
                 assert (cfg.model.d_model, cfg.optim.batch_size, cfg.bf16) == (512, 32, True)
     assert len(jobs_of(plan)) == len(plan.rows) * len(plan.layouts) * len(plan.seeds)
+
+
+def test_merge_keeps_finished_runs_of_every_file(tmp_path: Path) -> None:
+    def part(name: str, jobs: list[dict], gpu: str) -> Path:
+        results = {"created": "t", "commit": name, "wall_seconds": 100.0, "jobs": jobs, "table": aggregate(jobs),
+                   "hardware": {"cpu": "x", "cores": 16, "gpu": gpu}, "rows": {}, "plan": asdict(Plan.make("gpu"))}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+        return tmp_path / name / "results.json"
+
+    first = part("a", [record("cross", 0, "ok", 80.0), record("cross", 1, "capped")], "H200")
+    second = part("b", [record("cross", 1, "ok", 84.0), record("cross", 0, "not run")], "H200")
+    assert main(["--merge", str(first), str(second), "--out", str(tmp_path / "out")]) == 0
+    merged = json.loads((tmp_path / "out" / "results.json").read_text())
+    cell = merged["table"]["ucf"]["cross"]
+    assert cell["seeds"] == [0, 1] and cell["capped"] == [] and cell["auc"]["mean"] == 82.0
+    assert merged["commit"] == "a | b" and merged["hardware"]["gpu"] == "H200" and merged["wall_seconds"] == 200.0
+    assert "H200" in (tmp_path / "out" / "report.md").read_text()
