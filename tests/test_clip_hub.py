@@ -165,3 +165,14 @@ def test_export_refuses_another_snippet_policy(student_run: Path, tmp_path: Path
     run = _run_with_features(student_run, tmp_path, identity("tiny", 0), 1)
     with pytest.raises(ValueError, match="--encode-every 16, but the run .* encode_every=1"):
         export_bundle(run, tmp_path / "b", clip="tiny", encode_every=16)
+
+
+@pytest.mark.slow
+def test_export_takes_the_recorded_policy_when_encoder_matches(student_run: Path, tmp_path: Path) -> None:
+    from edge.bundle import load_bundle
+    from train.export.bundle import export_bundle
+
+    run = _run_with_features(student_run, tmp_path, identity("tiny", 0), 2)
+    manifest = export_bundle(run, tmp_path / "b", clip="tiny")  # no --encode-every: the features' policy
+    assert manifest.snippet.encode_every == 2 and load_bundle(tmp_path / "b").encode_every == 2
+    assert manifest.clip.identity == identity("tiny", 0) and manifest.clip.random
