@@ -296,7 +296,7 @@ def test_unreadable_path_goes_offline_and_retries_with_backoff(tmp_path: Path) -
     assert cam.get(0.05) is None
     assert cam.stop(timeout=5.0)
     offline = [s for s in seen if s.state is CameraState.OFFLINE and s.reason != "stopped"]
-    assert len(offline) >= 4 and all("cannot open" in s.reason for s in offline)
+    assert len(offline) >= 4 and all("cannot open" in s.reason and ": no such file;" in s.reason for s in offline)
     delays = [float(s.reason.rsplit(" in ", 1)[1].split()[0]) for s in offline]
     assert delays[:4] == [0.05, 0.1, 0.2, 0.4]  # doubling up to the cap (no jitter here)
     assert seen[-1].reason == "stopped" and cam.finished
