@@ -172,20 +172,26 @@ class Outbox:
 
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Store a message durably and return its id (ids increase in insertion order)."""
+        self._check_size(topic, payload)
+        with self._lock, self._transaction():
+            return self._insert(topic, payload, qos, retain)
+
+    def _check_size(self, topic: str, payload: bytes) -> None:
         if len(payload) > self.max_bytes:
             raise ValueError(
                 f"outbox message for {topic!r} has {len(payload)} bytes, "
                 f"more than the outbox limit max_bytes={self.max_bytes}"
             )
-        with self._lock, self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
-                (topic, payload, qos, int(retain)),
-            )
-            self._rows += 1
-            self._bytes += len(payload)
-            self._drop_oldest_over_limits()
-            return int(cursor.lastrowid)
+
+    def _insert(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        """Insert one message inside the caller's transaction, then enforce the limits; its id."""
+        cursor = self._db.execute(
+            "INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, ?, ?)", (topic, payload, qos, int(retain))
+        )
+        self._rows += 1
+        self._bytes += len(payload)
+        self._drop_oldest_over_limits()
+        return int(cursor.lastrowid)
 
     def put_event(
         self, camera: str, topic: str, payload: bytes, *, seq: int, open_event: dict[str, Any] | None
@@ -193,18 +199,9 @@ class Outbox:
         """Store event message number ``seq`` of ``camera`` and return its id; in the same transaction the
         camera's seq counter becomes ``seq`` (it never goes back) and its open event becomes ``open_event``
         (the message of an event that stays open: a ``start`` or ``update``; None once it ended)."""
-        if len(payload) > self.max_bytes:
-            raise ValueError(
-                f"outbox message for {topic!r} has {len(payload)} bytes, "
-                f"more than the outbox limit max_bytes={self.max_bytes}"
-            )
+        self._check_size(topic, payload)
         with self._lock, self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, 1, 0)", (topic, payload)
-            )
-            self._rows += 1
-            self._bytes += len(payload)
-            self._drop_oldest_over_limits()
+            message_id = self._insert(topic, payload, 1, False)
             self._db.execute(
                 "INSERT INTO counters (name, value) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
@@ -218,7 +215,7 @@ class Outbox:
                     "ON CONFLICT(camera) DO UPDATE SET payload = excluded.payload",
                     (camera, json.dumps(open_event, allow_nan=False).encode()),
                 )
-            return int(cursor.lastrowid)
+            return message_id
 
     def open_events(self) -> dict[str, dict[str, Any]]:
         """Camera -> the latest stored message of its open event (events a killed process left open)."""
