@@ -185,9 +185,8 @@ class Outbox:
 
     def _insert(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
         """Insert one message inside the caller's transaction, then enforce the limits; its id."""
-        cursor = self._db.execute(
-            "INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, ?, ?)", (topic, payload, qos, int(retain))
-        )
+        cursor = self._db.execute("INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+                                  (topic, payload, qos, int(retain)))
         self._rows += 1
         self._bytes += len(payload)
         self._drop_oldest_over_limits()
