@@ -186,7 +186,7 @@ def mode_note(results: dict) -> str:
     return (f"*{results.get('mode')} mode*: small training set, few epochs"
             + "".join(f", {v['anomalous']} anomalous + {v['normal']} normal {k} test videos" for k, v in subset.items())
             + ". Its accuracy rows (in the report) check the pipeline end to end; they do not rank the methods: "
-            "the accuracy of the methods at scale is the full report's (`python -m bench.full`, below).")
+            "the accuracy of the methods at scale is the full report's (`cplvad bench full`, below).")
 
 
 def summary_rows(results: dict) -> list[tuple[str, str]]:

@@ -24,6 +24,15 @@ class Step:
     module: str  # imported when the step runs; its main(argv) parses the step's arguments
     summary: str
     alternate: tuple[str, str] | None = None  # (flag, module): the flag selects another module's main
+    parts: dict[str, str] | None = None  # NAME -> module: `cplvad STEP NAME ...` runs that module's main instead
+
+
+BENCHMARKS = {  # cplvad bench NAME: one benchmark on its own (plain `cplvad bench --quick|--full` runs them all)
+    "full": "bench.full", "report": "bench.report", "edge-fps": "bench.edge_fps", "soak": "bench.soak",
+    "encoder-runtimes": "bench.encoder_runtimes", "clip-throughput": "bench.clip_throughput",
+    "head-latency": "bench.head_latency", "int8-speed": "bench.int8_speed", "train-speed": "bench.train_speed",
+    "snippet-policy": "bench.snippet_policy",
+}
 
 
 STEPS: dict[str, Step] = {
@@ -39,7 +48,9 @@ STEPS: dict[str, Step] = {
     "calibrate": Step("calibration.calibrate", "INT8 calibration of a bundle with an accuracy gate"),
     "engine": Step("calibration.engine", "build TensorRT engines of a bundle (on the Jetson)"),
     "run": Step("edge.run", "the device: cameras in, anomaly events out over MQTT"),
-    "bench": Step("bench.run", "accuracy and speed benchmarks with a report"),
+    "bench": Step("bench.run", "accuracy and speed benchmarks with a report (cplvad bench NAME: one of "
+                               + ", ".join(BENCHMARKS) + ")", parts=BENCHMARKS),
+    "samples": Step("train.data.samples", "fetch the optional sample videos (CC-BY-4.0) into the cache"),
     "demo": Step("showcase.demo", "end to end on rendered scenes: train, distil, export, run, summary"),
 }
 
@@ -73,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     flag, other = step.alternate or ("", "")
     chosen = other if flag and any(a == flag or a.startswith(flag + "=") for a in rest) else step.module
+    if step.parts and rest and rest[0] in step.parts:
+        chosen, rest, name = step.parts[rest[0]], rest[1:], f"{name} {rest[0]}"
     module = importlib.import_module(chosen)
     try:
         return run_main(module.main, rest, prog=f"cplvad {name}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cplvad.cli import STEPS, main
+from cplvad.cli import BENCHMARKS, STEPS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,3 +110,13 @@ def test_every_step_imports_from_outside_the_checkout(tmp_path: Path) -> None:
     code = "import importlib\nfrom cplvad.cli import STEPS\nfor s in STEPS.values(): importlib.import_module(s.module)\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_benchmark_runs_on_its_own(name: str, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cplvad bench NAME` reaches that benchmark's own flags (not bench.run's)."""
+    monkeypatch.chdir(ROOT)
+    assert main(["bench", name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "--quick" not in out, out[:200]

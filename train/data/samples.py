@@ -12,6 +12,7 @@ https://github.com/intel-iot-devkit/sample-videos, licensed under CC BY 4.0
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -98,8 +99,9 @@ def sample_videos(fetch: bool = False) -> list[Path]:
     return found
 
 
-def main() -> int:
-    """``python -m train.data.samples``: fetch the sample videos into the cache and list them."""
+def main(argv: list[str] | None = None) -> int:
+    """``cplvad samples``: fetch the sample videos into the cache and list them."""
+    argparse.ArgumentParser(prog="cplvad samples", description=main.__doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     found = sample_videos(fetch=True)
     for path in found:
