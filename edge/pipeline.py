@@ -155,7 +155,19 @@ def check_runtime_fit(bundle: Bundle, runtime: RuntimeConfig) -> None:
                              "(use a bundle exported for this setting, or drop runtime.encode_every)")
 
 
-def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path, str]:
+def backend_kind(bundle: Bundle, runtime: RuntimeConfig) -> str:
+    """The backend that runs ``bundle``: ``runtime.backend``, with ``auto`` resolved to the fastest one installed
+    here that keeps the most models in INT8 under ``precision: int8`` (OpenVINO, unless only ONNX Runtime's INT8
+    flavours passed their gate)."""
+    kind = resolve_kind(runtime.backend)
+    if runtime.backend != "auto" or kind != "openvino" or runtime.precision != "int8":
+        return kind
+    int8 = {k: sum(_model_file(bundle, m, runtime, k)[1] == "int8" for m in ("clip_visual", "head"))
+            for k in ("openvino", "onnxruntime")}
+    return "openvino" if int8["openvino"] >= int8["onnxruntime"] else "onnxruntime"
+
+
+def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig, kind: str) -> tuple[Path, str]:
     """The file to run for model ``key`` and its precision.
 
     ONNX Runtime: the float ONNX, or with ``precision: int8`` the calibrated u8s8 flavour when it passed its gate.
@@ -165,19 +177,18 @@ def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path,
     """
     onnx = bundle.file(key)
     entry = bundle.manifest.models[key]
-    kind = resolve_kind(runtime.backend)
     if kind in ("onnxruntime", "openvino"):
         if runtime.precision == "fp32":
             return onnx, entry.precision
         flavour = ((entry.int8 or {}).get("flavours") or {}).get("u8s8" if kind == "onnxruntime" else "s8s8")
         if not flavour:
-            log.warning("%s: no INT8 model in the bundle (run `make calibrate`); running %s", key, entry.precision)
+            log.debug("%s: no INT8 model in the bundle (run `make calibrate`); running %s", key, entry.precision)
             return onnx, entry.precision
         if kind == "openvino" and "openvino" in flavour:  # the gate measured OpenVINO's own INT8 kernels too
             flavour = {**flavour, **flavour["openvino"], "file": flavour["file"]}
         if not flavour.get("passed"):
-            log.warning("%s: INT8 failed its accuracy gate (%s); running %s", key, flavour.get("reason"),
-                        entry.precision)
+            log.debug("%s: INT8 failed its accuracy gate on %s (%s); running %s", key, kind, flavour.get("reason"),
+                      entry.precision)
             return onnx, entry.precision
         return bundle.file(flavour["file"]), "int8"
     try:
@@ -198,7 +209,8 @@ def _model_file(bundle: Bundle, key: str, runtime: RuntimeConfig) -> tuple[Path,
 def model_precisions(bundle: Bundle, runtime: RuntimeConfig) -> dict[str, str]:
     """The precision :func:`open_models` runs each model of ``bundle`` at under ``runtime`` (e.g. with
     ``precision: int8``, 'int8' only for the models whose INT8 flavour passed its gate)."""
-    return {key: _model_file(bundle, key, runtime)[1] for key in ("clip_visual", "head")}
+    kind = backend_kind(bundle, runtime)
+    return {key: _model_file(bundle, key, runtime, kind)[1] for key in ("clip_visual", "head")}
 
 
 def _check_interface(backend: InferenceBackend, model: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
@@ -213,14 +225,18 @@ def open_models(bundle: Bundle, runtime: RuntimeConfig) -> Models:
     """Open both models of ``bundle`` on the configured backend and check them against the contract."""
     check_runtime_fit(bundle, runtime)
     options: dict[str, Any] = {}
-    kind = resolve_kind(runtime.backend)
+    kind = backend_kind(bundle, runtime)
     if kind == "onnxruntime":
         options = {"providers": tuple(runtime.providers), "threads": runtime.threads}
     elif kind == "openvino":
         options = {"precision": runtime.openvino_precision, "threads": runtime.threads,
                    "cache_dir": runtime.openvino_cache}
-    clip_file, _ = _model_file(bundle, "clip_visual", runtime)
-    head_file, head_precision = _model_file(bundle, "head", runtime)
+    clip_file, clip_precision = _model_file(bundle, "clip_visual", runtime, kind)
+    head_file, head_precision = _model_file(bundle, "head", runtime, kind)
+    if runtime.precision == "int8" and "fp32" in (clip_precision, head_precision):
+        log.warning("--precision int8 on %s: %s runs in float (no INT8 flavour passed its gate for it; "
+                    "`make calibrate`)", kind, ", ".join(k for k, p in (("clip_visual", clip_precision),
+                                                                      ("head", head_precision)) if p == "fp32"))
     clip = open_backend(str(clip_file), kind=kind, **options)
     head = open_backend(str(head_file), kind=kind, **options)
     log.info("models: %s, %s (%s)", clip_file.name, head_file.name, kind)

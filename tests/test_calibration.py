@@ -298,3 +298,26 @@ def test_gate_measures_openvino_and_edge_runs_its_int8(calibrated: tuple[Path, l
     feeds = {"features": window, "mask": np.ones((1, bundle.window), bool), "text": fp32.text}
     a, b = fp32.head.run(feeds)["binary"], int8.head.run(feeds)["binary"]
     assert a.shape == b.shape and np.abs(a - b).max() < 0.1
+
+
+def test_auto_backend_keeps_the_int8_that_passed(calibrated: tuple[Path, list[dict]]) -> None:
+    """`--backend auto --precision int8` runs OpenVINO only where its INT8 passed at least as often as ONNX
+    Runtime's; otherwise ONNX Runtime, so auto never falls back to float when an INT8 flavour passed."""
+    from edge.backends.openvino import available
+    from edge.config import RuntimeConfig
+    from edge.pipeline import backend_kind, model_precisions
+
+    if not available():
+        pytest.skip("openvino is not installed (pip install 'cplvad-edge[openvino]')")
+    bundle = load_bundle(calibrated[0])
+    runtime = RuntimeConfig(backend="auto", precision="int8")
+    flavours = {m: bundle.manifest.models[m].int8["flavours"] for m in ("clip_visual", "head")}
+    for f in flavours.values():  # as if OpenVINO's INT8 failed its gate and ONNX Runtime's passed
+        f["s8s8"]["openvino"]["passed"], f["u8s8"]["passed"] = False, True
+    assert backend_kind(bundle, runtime) == "onnxruntime"
+    assert model_precisions(bundle, runtime) == {"clip_visual": "int8", "head": "int8"}
+    for f in flavours.values():  # both passed: the faster runtime
+        f["s8s8"]["openvino"]["passed"] = True
+    assert backend_kind(bundle, runtime) == "openvino"
+    assert backend_kind(bundle, runtime.model_copy(update={"precision": "fp32"})) == "openvino"
+    assert backend_kind(bundle, runtime.model_copy(update={"backend": "onnxruntime"})) == "onnxruntime"
