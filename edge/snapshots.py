@@ -41,7 +41,8 @@ _PENDING_SNIPPETS = 64  # frames kept for snippets not yet scored, at most (a ba
 class SnapshotConfig(StrictModel):
     """Alert images (the ``snapshots`` section of the edge config)."""
 
-    enabled: bool = Field(True, description="a JPEG of the triggering frame with every start (and new peak)")
+    enabled: bool = Field(False, description="a JPEG of the triggering frame with every start (and new peak); off by "
+                          "default: it adds binary payloads under <prefix>/#")
     dir: Path | None = Field(None, description="folder of the saved JPEGs; None: 'snapshots' beside the outbox")
     max_side: int = Field(640, ge=32, le=8192, description="longest image side in pixels (larger frames shrink)")
     quality: int = Field(80, ge=1, le=100, description="JPEG quality")

@@ -140,7 +140,7 @@ class Recorder:
 
     def __init__(self, port: int, client_id: str = "vms", username: str | None = None,
                  password: str | None = None, tls: dict[str, str] | None = None) -> None:
-        self.messages: list[tuple[str, str, bool]] = []
+        self.messages: list[tuple[str, str, bool]] = []  # binary payloads (snapshots) kept as their repr
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
@@ -159,7 +159,8 @@ class Recorder:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append((message.topic, message.payload.decode(), bool(message.retain)))
+            payload = message.payload.decode(errors="backslashreplace")  # never raise in paho's thread
+            self.messages.append((message.topic, payload, bool(message.retain)))
 
     def on(self, suffix: str) -> list[str]:
         with self._lock:

@@ -87,7 +87,8 @@ def test_file_camera_end_to_end(tiny_bundle: Path, scene_video: Path, mosquitto_
         sub = Subscriber(broker.port)
         try:
             done = subprocess.run(_command(tiny_bundle, broker, tmp_path, f"car={video}", "--exit-when-done",
-                                           "--set", "homeassistant.discovery=true", "--set", "frigate.enabled=true"),
+                                           "--set", "homeassistant.discovery=true", "--set", "frigate.enabled=true",
+                                           "--set", "snapshots.enabled=true"),
                                   cwd=tmp_path, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr[-3000:]
             assert "RANDOM CLIP weights" in done.stderr  # the loud warning of a random-CLIP bundle
