@@ -37,7 +37,7 @@ from calibration.quantize import FeedReader, batched_feeds, quantize  # noqa: E4
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.backends.openvino import available, cpu_flags, cpu_model, has_native_bf16  # noqa: E402
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, preprocess  # noqa: E402
-from showcase.scenes import write_scene_video  # noqa: E402
+from showcase.scenes import read_video, write_scene_video  # noqa: E402
 
 log = logging.getLogger("bench.encoder_runtimes")
 Encode = Callable[[np.ndarray], np.ndarray]  # pixels [N, 3, 224, 224] -> features [N, 512]
@@ -49,14 +49,7 @@ def scene_pixels(cache: Path, count: int) -> np.ndarray:
     if not video.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         write_scene_video(video)
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_video(video)
     picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     return preprocess([frames[i] for i in picks])
 

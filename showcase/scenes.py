@@ -357,6 +357,19 @@ def write_video(path: Path, frames: Iterator[np.ndarray], fps: float = FPS,
     return n
 
 
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, decoded in order (BGR [H, W, 3]): for offline checks of short clips."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
 def write_scene_video(path: Path, label: str = "Explosion", *, frames: int = DEFAULT_FRAMES, fps: float = FPS,
                       size: tuple[int, int] = (WIDTH, HEIGHT), seed: int = 0) -> SceneSpec:
     """One rendered video of class ``label`` (a stand-in for real footage in tests and benchmarks)."""

@@ -20,6 +20,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from showcase.scenes import read_video
 from train.export.bundle import build_random_bundle
 from edge.bundle import load_bundle
 from edge.capture import CaptureOptions, Frame, parse_source
@@ -82,14 +83,7 @@ def video(scene_video: Path) -> Path:
 
 def offline_levels(models: Models, video: Path) -> tuple[np.ndarray, np.ndarray]:
     """The same numbers computed offline: every frame decoded, snippet means, one head run per snippet."""
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_video(video)
     indices = encoded_frame_indices(len(frames), ENCODE_EVERY)
     embeds = models.clip.run({CLIP_INPUT_NAME: preprocess([frames[i] for i in indices])})[CLIP_OUTPUT_NAME]
     feats = snippet_features(embeds, ENCODE_EVERY)  # [T, 512]
