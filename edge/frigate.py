@@ -32,10 +32,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from edge.configfile import StrictModel
-from edge.topics import check_prefix
+from edge.topics import TopicPrefix
 
 TYPES = {"start": "new", "update": "update", "end": "end"}
 
@@ -44,13 +44,8 @@ class FrigateConfig(StrictModel):
     """Frigate compatibility (the ``frigate`` section of the edge config)."""
 
     enabled: bool = Field(False, description="also publish each event in Frigate's frigate/events shape")
-    topic: str = Field("frigate/events", description="topic of the Frigate-shaped copy (change it when a real "
+    topic: TopicPrefix = Field("frigate/events", description="topic of the Frigate-shaped copy (change it when a real "
                        "Frigate uses the same broker)")
-
-    @field_validator("topic")
-    @classmethod
-    def _topic_ok(cls, value: str) -> str:
-        return check_prefix(value)
 
 
 def epoch(text: str | None) -> float | None:

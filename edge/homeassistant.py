@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from edge.configfile import StrictModel
-from edge.topics import Topics, check_prefix
+from edge.topics import TopicPrefix, Topics
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,8 @@ class HomeAssistantConfig(StrictModel):
     """Home Assistant MQTT discovery (the ``homeassistant`` section of the edge config)."""
 
     discovery: bool = Field(False, description="publish retained discovery configs so HA creates the entities")
-    prefix: str = Field("homeassistant", description="HA's discovery prefix (HA's MQTT setting, default "
+    prefix: TopicPrefix = Field("homeassistant", description="HA's discovery prefix (HA's MQTT setting, default "
                         "'homeassistant')")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix_ok(cls, value: str) -> str:
-        return check_prefix(value)
 
 
 def discovery_id(name: str) -> str:

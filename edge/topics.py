@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # Characters that may not appear in one topic level: the separator, the wildcards, NUL (MQTT 3.1.1 and 5,
 # section 4.7), and '%', the escape character itself, so that the mapping stays reversible.
@@ -106,3 +109,6 @@ class Topics:
 
     def snapshot(self, camera: str) -> str:
         return f"{self.prefix}/{sanitise_topic_part(camera)}/snapshot"
+
+
+TopicPrefix = Annotated[str, AfterValidator(check_prefix)]  # a config field holding a topic prefix
