@@ -13,6 +13,11 @@ warm-up call per runtime, then ``--rounds`` rounds of one call per runtime (inte
 machine hits all alike); the median call gives images/s. Cosine: each
 runtime's features vs ONNX Runtime FP32 on 8 held-out frames (min over them). Writes ``encoder_runtimes.json``
 and ``encoder_runtimes.md`` (the README's device table) into ``--out``.
+
+GEMM peak: each runtime and precision also runs one matrix product shaped like the encoder's MLP (8 images' tokens:
+[1576, 768] x [768, 3072], its INT8 models quantized the same way); its GFLOP/s is this machine's measured peak
+for that runtime, and each encoder row reports the fraction of it that the whole encoder reaches
+(:func:`vit_flops`: 2 FLOPs per multiply-add of every matrix product).
 """
 from __future__ import annotations
 
@@ -35,8 +40,8 @@ from bench.edge_fps import cached_bundle  # noqa: E402
 from calibration.gate import cosine_rows  # noqa: E402
 from calibration.quantize import FeedReader, batched_feeds, quantize  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.backends.openvino import available, cpu_flags, cpu_model, has_native_bf16  # noqa: E402
-from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, preprocess  # noqa: E402
+from edge.backends.openvino import available, cpu_flags, cpu_model, has_native_bf16, isa_summary  # noqa: E402
+from edge.preprocess import CLIP_INPUT_NAME, preprocess  # noqa: E402
 from showcase.scenes import read_video, write_scene_video  # noqa: E402
 
 log = logging.getLogger("bench.encoder_runtimes")
@@ -68,8 +73,78 @@ def int8_models(clip: Path, calib: np.ndarray) -> dict[str, Path]:
     return out
 
 
-def backend_encoder(backend) -> Encode:  # noqa: ANN001 (any InferenceBackend)
-    return lambda pixels: backend.run({CLIP_INPUT_NAME: pixels})[CLIP_OUTPUT_NAME]
+def vit_flops(*, layers: int = 12, width: int = 768, mlp: int = 3072, image: int = 224, patch: int = 16,
+              out: int = 512) -> float:
+    """FLOPs (2 per multiply-add) of one image through a CLIP ViT's matrix products: patch embedding, per layer
+    the q/k/v/output projections, attention scores and mix, and the MLP, then the projection to ``out``."""
+    patches = (image // patch) ** 2
+    tokens = patches + 1  # + the class token
+    embed = patches * (3 * patch * patch) * width
+    per_layer = tokens * 4 * width * width + 2 * tokens * tokens * width + 2 * tokens * width * mlp
+    return 2.0 * (embed + layers * per_layer + width * out)
+
+
+GEMM_SHAPE = (8 * 197, 768, 3072)  # [M, K] x [K, N]: the MLP's first product for a batch of 8 images
+
+
+def gemm_model(path: Path, shape: tuple[int, int, int] = GEMM_SHAPE, seed: int = 0) -> Path:
+    """One float MatMul ``x [M, K] @ w [K, N]`` (w a random initializer) saved as ONNX at ``path``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m, k, n = shape
+    w = np.random.default_rng(seed).normal(0, 0.02, (k, n)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "gemm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def gemm_models(cache: Path) -> dict[str, Path]:
+    """The GEMM model in float and its s8s8 / u8s8 Q/DQ flavours (quantized as the encoder's)."""
+    fp32 = cache / "gemm" / "gemm.onnx"
+    if not fp32.is_file():
+        gemm_model(fp32)
+    x = np.random.default_rng(1).normal(size=(GEMM_SHAPE[0], GEMM_SHAPE[1])).astype(np.float32)
+    out = {"fp32": fp32}
+    for flavour in ("s8s8", "u8s8"):
+        target = fp32.with_name(f"gemm.{flavour}.onnx")
+        if not target.is_file():
+            quantize(fp32, target, FeedReader([{"x": x}]), flavour=flavour)
+        out[flavour] = target
+    return out
+
+
+def gemm_gflops(run: Callable[[np.ndarray], object], rounds: int, shape: tuple[int, int, int] = GEMM_SHAPE
+                ) -> float:
+    """GFLOP/s of ``run`` on one [M, K] input (one warm-up call, the median of ``rounds`` calls)."""
+    m, k, n = shape
+    x = np.random.default_rng(2).normal(size=(m, k)).astype(np.float32)
+    run(x)
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * m * k * n / float(np.median(times)) / 1e9
+
+
+def torch_gemm() -> Callable[[np.ndarray], np.ndarray]:
+    """The GEMM in torch eager (fp32, the threads set by :func:`torch_encoder`)."""
+    import torch
+
+    w = torch.from_numpy(np.random.default_rng(0).normal(0, 0.02, GEMM_SHAPE[1:]).astype(np.float32))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return (torch.from_numpy(x) @ w).numpy()
+
+    return run
 
 
 def torch_encoder(clip: str, threads: int) -> Encode:
@@ -140,19 +215,24 @@ def preprocess_ms(cache: Path, rounds: int = 50) -> dict[str, float]:
 def markdown(result: dict) -> str:
     """The device table: one row per runtime."""
     size = "real-size ViT-B/16" if result["clip"] == "random" else f"{result['clip']} CLIP"
-    lines = [f"CLIP image encoder ({size}, random weights) on {result['cpu']} "
-             f"({result['threads']} threads, {result['cores']} cores, load {result['load_average_1min']}); "
-             f"{result['bf16']}.", "",
-             "| runtime | precision | images/s b1 | images/s b8 | x ORT FP32 (b8) | min cosine vs ORT FP32 |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"CLIP image encoder ({size}, random weights) on {result['cpu']} ({result.get('isa', '')}; "
+             f"{result['threads']} threads, {result['cores']} cores, load {result['load_average_1min']}); "
+             f"{result['bf16']}. GEMM peak: one [1576, 768] x [768, 3072] product in the same runtime and "
+             "precision; the encoder's share of it counts 2 FLOPs per multiply-add "
+             f"({vit_flops() / 1e9:.1f} GFLOP per image).", "",
+             "| runtime | precision | images/s b1 | images/s b8 | x ORT FP32 (b8) | min cosine vs ORT FP32 "
+             "| GEMM peak GFLOP/s | encoder GFLOP/s (b8) | of GEMM peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
     base = next(r for r in result["rows"] if r["runtime"] == "onnxruntime" and r["precision"] == "fp32")
     for r in result["rows"]:
         if "skipped" in r:
-            lines.append(f"| {r['runtime']} | {r['precision']} | - | - | - | {r['skipped']} |")
+            lines.append(f"| {r['runtime']} | {r['precision']} | - | - | - | {r['skipped']} | - | - | - |")
             continue
         ips = r["images_per_s"]
+        share = (f"{r['gemm_gflops']:.0f} | {r['encoder_gflops_b8']:.0f} | {r['fraction_of_gemm_peak']:.0%}"
+                 if "fraction_of_gemm_peak" in r else "- | - | -")
         lines.append(f"| {r['runtime']} | {r['precision']} | {ips['1']:.2f} | {ips['8']:.2f} | "
-                     f"{ips['8'] / base['images_per_s']['8']:.2f} | {r['min_cosine']:.4f} |")
+                     f"{ips['8'] / base['images_per_s']['8']:.2f} | {r['min_cosine']:.4f} | {share} |")
     return "\n".join(lines) + "\n"
 
 
@@ -183,32 +263,43 @@ def main(argv: list[str] | None = None) -> int:
     int8 = int8_models(clip, calib)
     flags = cpu_flags()
     native_bf16 = has_native_bf16(flags)
-    bf16_note = ("bf16 native (AMX / AVX512-BF16)" if native_bf16 else
+    bf16_note = (f"bf16 native ({'AMX' if 'amx_bf16' in flags else 'AVX512-BF16, no AMX'})" if native_bf16 else
                  "no bf16: the CPU has neither AMX nor AVX512-BF16 (" +
                  ("AVX2 only" if "avx2" in flags and "avx512f" not in flags else "no native bf16") +
                  "), so OpenVINO runs f32 there")
 
-    runtimes: list[tuple[str, str, Callable[[], Encode] | str]] = []
+    gemm = gemm_models(args.cache)
+    Runner = Callable[[np.ndarray], np.ndarray]
+
+    def on(backend_class, path: Path, **options) -> Callable[[], Runner]:  # noqa: ANN001
+        def make() -> Runner:
+            backend = backend_class(path, threads=args.threads, **options)
+            name = backend.inputs[0].name
+            return lambda x: next(iter(backend.run({name: x}).values()))
+        return make
+
+    # (runtime, precision, encoder maker or the reason it is not timed, GEMM maker)
+    runtimes: list[tuple[str, str, Callable[[], Runner] | str, Callable[[], Runner] | None]] = []
     if args.torch:
-        runtimes.append(("torch eager", "fp32", lambda: torch_encoder(args.clip, args.threads)))
-    runtimes += [("onnxruntime", "fp32", lambda: backend_encoder(OnnxRuntimeBackend(clip, threads=args.threads))),
-                 ("onnxruntime", "int8 (u8s8)",
-                  lambda: backend_encoder(OnnxRuntimeBackend(int8["u8s8"], threads=args.threads)))]
+        runtimes.append(("torch eager", "fp32", lambda: torch_encoder(args.clip, args.threads), torch_gemm))
+    runtimes += [("onnxruntime", "fp32", on(OnnxRuntimeBackend, clip), on(OnnxRuntimeBackend, gemm["fp32"])),
+                 ("onnxruntime", "int8 (u8s8)", on(OnnxRuntimeBackend, int8["u8s8"]),
+                  on(OnnxRuntimeBackend, gemm["u8s8"]))]
     if available():
         from edge.backends.openvino import OpenVINOBackend
 
-        def ov(path: Path, precision: str) -> Callable[[], Encode]:
-            return lambda: backend_encoder(OpenVINOBackend(path, precision=precision, threads=args.threads,
-                                                           cache_dir=args.cache / "openvino_cache"))
+        def ov(path: Path, precision: str) -> Callable[[], Runner]:
+            return on(OpenVINOBackend, path, precision=precision, cache_dir=args.cache / "openvino_cache")
 
-        runtimes += [("openvino", "fp32", ov(clip, "f32")),
-                     ("openvino", "bf16", ov(clip, "bf16") if native_bf16 else "not timed: no AMX / AVX512-BF16"),
-                     ("openvino", "int8 (s8s8)", ov(int8["s8s8"], "f32"))]
+        runtimes += [("openvino", "fp32", ov(clip, "f32"), ov(gemm["fp32"], "f32")),
+                     ("openvino", "bf16", ov(clip, "bf16"), ov(gemm["fp32"], "bf16")) if native_bf16 else
+                     ("openvino", "bf16", "not timed: no AMX / AVX512-BF16", None),
+                     ("openvino", "int8 (s8s8)", ov(int8["s8s8"], "f32"), ov(gemm["s8s8"], "f32"))]
     else:
-        runtimes.append(("openvino", "all", "not installed (pip install 'cplvad-edge[openvino]')"))
+        runtimes.append(("openvino", "all", "not installed (pip install 'cplvad-edge[openvino]')", None))
 
     rows, encoders, reference = [], [], None
-    for name, precision, make in runtimes:
+    for name, precision, make, make_gemm in runtimes:
         if isinstance(make, str):
             rows.append({"runtime": name, "precision": precision, "skipped": make})
             continue
@@ -217,13 +308,19 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - t0
         features = encode(held)
         reference = features if (name, precision) == ("onnxruntime", "fp32") else reference
-        rows.append({"runtime": name, "precision": precision, "load_s": round(load_s, 2), "features": features})
+        peak = gemm_gflops(make_gemm(), max(args.rounds, 5))
+        rows.append({"runtime": name, "precision": precision, "load_s": round(load_s, 2), "features": features,
+                     "gemm_gflops": round(peak, 1)})
         encoders.append(encode)
-        log.info("%s %s: loaded in %.1f s", name, precision, load_s)
+        log.info("%s %s: loaded in %.1f s; GEMM %s: %.0f GFLOP/s", name, precision, load_s, GEMM_SHAPE, peak)
     timed = [row for row in rows if "features" in row]
+    flops = vit_flops() if args.clip == "random" else None
     for row, speed in zip(timed, time_encoders(encoders, held, (1, 8), args.rounds)):
         row["images_per_s"] = {str(b): round(v, 3) for b, v in speed.items()}
         row["min_cosine"] = round(float(cosine_rows(row.pop("features"), reference).min()), 6)
+        if flops is not None:
+            row["encoder_gflops_b8"] = round(speed[8] * flops / 1e9, 1)
+            row["fraction_of_gemm_peak"] = round(row["encoder_gflops_b8"] / row["gemm_gflops"], 3)
         log.info("%s %s: %.2f images/s b1, %.2f b8", row["runtime"], row["precision"], speed[1], speed[8])
 
     import onnxruntime
@@ -233,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         import openvino
 
         versions["openvino"] = openvino.__version__
-    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
+    result = {"cpu": cpu_model(), "isa": isa_summary(flags), "cores": os.cpu_count(), "threads": args.threads,
               "load_average_1min": round(os.getloadavg()[0], 2), "native_bf16": native_bf16, "bf16": bf16_note,
               "clip": args.clip, "calibration_frames": args.frames, "rounds": args.rounds, "versions": versions,
               "rows": rows}

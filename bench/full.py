@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 -m bench.full --profile gpu|cpu|tiny [--out bench/results/full] [--work DIR]
         [--parallel N] [--cap S] [--wall S] [--seeds 0 1 2] [--rows mil stage1 ...] [--layouts ucf xd] [--scale F]
+        [--scale-xd F]
     PYTHONPATH=. python3 -m bench.full --merge A/results.json B/results.json --out bench/results/full
 
 Generates both layouts' benchmark (``cplvad synth``, generator seed 0, ``--workers``), then runs every (row,
@@ -21,9 +22,9 @@ Profiles:
   gpu   scale 1.0 (the whole training list), the paper's sizes (configs/train/{ucf,xd}_full.yaml: d=512, 8 heads,
         Adam 1e-4, batch 32, 10 + 10 epochs, bf16), seeds 0 1 2, 8 runs at a time with 2 CPU threads each, a cap
         of 420 s per run and 510 s in all (one H200, 16 cores; the rows not reached are listed as such)
-  cpu   scale 0.05 (77 UCF / 228 XD training videos), the CPU configs (configs/train/{ucf,xd}.yaml: d=128),
-        seeds 0 1 2, one run at a time, a cap of 3600 s per run (42 runs, about 8 h on 2 cores: an estimate from
-        `make train`'s ~20 min per two-stage UCF run at scale 0.1, XD taken as twice UCF; not yet run whole)
+  cpu   scale 0.25 of UCF's list (402 training videos) and 0.1 of XD's (395), the CPU configs
+        (configs/train/{ucf,xd}.yaml: d=128, 8 + 8 epochs), seeds 0 1 2, two runs at a time with one thread each,
+        a cap of 1800 s per run (42 runs)
   tiny  the plumbing: UCF at scale 0.02, seed 0, MIL and stage 1, 1 + 1 epochs of a d=32 teacher (a few minutes)
 
 The device command (one H200; the wheels from ``bench/device_wheels.sh`` in ``.whl``, carried; results under
@@ -73,7 +74,7 @@ class Plan:
     """What one report runs."""
 
     profile: str
-    scale: float
+    scale: float  # of each layout's training list (cplvad synth --scale)
     layouts: tuple[str, ...]
     seeds: tuple[int, ...]
     rows: tuple[str, ...]
@@ -85,6 +86,10 @@ class Plan:
     cap: float = 3600.0  # seconds per run
     wall: float | None = None  # seconds in all (None: no limit)
     synth_workers: int = 1  # per layout
+    scale_xd: float | None = None  # XD's scale where it differs (its list is 2.5x UCF's)
+
+    def scale_of(self, layout: str) -> float:
+        return self.scale_xd if layout == "xd" and self.scale_xd is not None else self.scale
 
     @classmethod
     def make(cls, profile: str) -> Plan:
@@ -93,8 +98,8 @@ class Plan:
             return cls(profile, 1.0, ("ucf", "xd"), (0, 1, 2), rows, "_full", ("plot_videos=0", "data.memory_mb=16384"),
                        ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8)
         if profile == "cpu":
-            return cls(profile, 0.05, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=1,
-                       threads=2, cap=3600.0)
+            return cls(profile, 0.25, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=2,
+                       threads=1, cap=1800.0, scale_xd=0.1)
         if profile == "tiny":
             return cls(profile, 0.02, ("ucf",), (0,), ("mil", "stage1"), "",
                        ("plot_videos=0", "optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=32",
@@ -274,13 +279,19 @@ def caption(results: dict) -> str:
             f"wall time {results['wall_seconds'] / 60:.1f} min; {results['created']}")
 
 
+def scale_text(plan: dict) -> str:
+    """'0.25' or, where XD's differs, '0.25 (UCF) / 0.1 (XD)'."""
+    xd = plan.get("scale_xd")
+    return f"{plan['scale']:g}" if xd is None or xd == plan["scale"] else f"{plan['scale']:g} (UCF) / {xd:g} (XD)"
+
+
 def write_report(results: dict, out: Path) -> str:
     """report.md and accuracy.png in ``out`` from results.json's content; returns the markdown."""
     plan = results["plan"]
     seeds = len(plan["seeds"])
     lines = [f"# Full accuracy report ({plan['profile']} profile)", "",
              f"*{caption(results)}*", "",
-             f"Generated benchmark (`cplvad synth`, generator seed 0) at scale {plan['scale']} of the training list; "
+             f"Generated benchmark (`cplvad synth`, generator seed 0) at scale {scale_text(plan)} of the training list; "
              f"training seeds {', '.join(map(str, plan['seeds']))}; teacher configs "
              f"`configs/train/<layout>{plan['config_suffix']}.yaml`"
              + (f" with {', '.join(f'`{o}`' for o in plan['teacher'])}" if plan["teacher"] else "")
@@ -339,8 +350,9 @@ def plot(results: dict, path: Path) -> None:
 
 
 def hardware() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    from edge.backends.openvino import cpu_flags, cpu_model, isa_summary  # imports no openvino
+
+    cpu = f"{cpu_model()} ({isa_summary(cpu_flags())})"
     gpu = None
     try:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
@@ -371,12 +383,13 @@ def synth(plan: Plan, work: Path, logs: Path) -> dict[str, Path]:
     data, procs = {}, []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for layout in plan.layouts:
-        folder = data[layout] = work / "data" / f"{layout}-{plan.scale:g}"
+        scale = plan.scale_of(layout)
+        folder = data[layout] = work / "data" / f"{layout}-{scale:g}"
         meta = folder / "dataset.json"
-        if meta.is_file() and json.loads(meta.read_text()).get("scale") == plan.scale:
+        if meta.is_file() and json.loads(meta.read_text()).get("scale") == scale:
             continue
         args = [sys.executable, "-m", "cplvad", "synth", "--layout", layout, "--seed", "0", "--scale",
-                str(plan.scale), "--out", str(folder), "--force", "--workers", str(plan.synth_workers)]
+                str(scale), "--out", str(folder), "--force", "--workers", str(plan.synth_workers)]
         logs.mkdir(parents=True, exist_ok=True)
         procs.append((layout, subprocess.Popen(args, cwd=PROJECT_ROOT, env=env,
                                                stdout=(logs / f"synth-{layout}.log").open("w"),
@@ -420,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS))
     parser.add_argument("--layouts", nargs="+", choices=("ucf", "xd"))
-    parser.add_argument("--scale", type=float)
+    parser.add_argument("--scale", type=float, help="of every layout's training list")
+    parser.add_argument("--scale-xd", type=float, help="of XD's training list, where it differs from --scale")
     parser.add_argument("--synth-workers", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -440,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     changes = {k: v for k, v in {"parallel": args.parallel, "threads": args.threads, "cap": args.cap,
                                  "seeds": args.seeds and tuple(args.seeds), "rows": args.rows and tuple(args.rows),
                                  "layouts": args.layouts and tuple(args.layouts), "scale": args.scale,
+                                 "scale_xd": args.scale_xd,
                                  "synth_workers": args.synth_workers}.items() if v is not None}
     if args.wall is not None:
         changes["wall"] = args.wall or None
+    if args.scale is not None and args.scale_xd is None:
+        changes["scale_xd"] = None  # --scale alone: the same scale for both
     plan = replace(plan, **changes)
     for key in ("parallel", "threads", "synth_workers"):
         if getattr(plan, key) < 1:

@@ -19,6 +19,12 @@ stream counters. Over the second half of the run (after warm-up) it reports:
 
 N holds real time when drops <= ``--max-drop`` (1 %) and at least 90 % of the produced snippets were scored
 (short of them by at most one per camera: the snippets in progress at the ends of a short measurement).
+
+Runtimes: every ``--backend`` (onnxruntime, openvino) x ``--precision`` (fp32, int8), and for OpenVINO's float
+models every ``--openvino-precision`` (f32, bf16, auto); each row records what the encoder computed in. With
+``--cameras search`` the counts are found rather than listed: the first guess comes from the encoder's measured
+images/s (85 % of the cameras it could encode alone), then up by half until a count fails, down by a third
+until one holds, then bisection (:func:`next_camera_count`).
 """
 from __future__ import annotations
 
@@ -26,11 +32,11 @@ import argparse
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +46,7 @@ from tqdm import tqdm
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge.backends.openvino import cpu_flags, cpu_model, isa_summary  # noqa: E402
 from edge.bundle import MANIFEST, load_bundle  # noqa: E402
 from edge.capture import CaptureOptions, parse_source  # noqa: E402
 from edge.config import RuntimeConfig  # noqa: E402
@@ -105,10 +112,9 @@ def summarise(samples: list[dict[str, Any]], max_drop: float) -> dict[str, Any]:
     }
 
 
-def soak_one(bundle: Path, video: Path, cameras: int, seconds: float, *, threads: int | None, batch: int,
-             queue_size: int, max_drop: float, precision: str = "fp32") -> dict[str, Any]:
+def soak_one(bundle: Path, video: Path, cameras: int, seconds: float, *, runtime: RuntimeConfig, queue_size: int,
+             max_drop: float) -> dict[str, Any]:
     """Run ``cameras`` looped, paced copies of ``video`` for ``seconds`` in this process; the run's summary."""
-    runtime = RuntimeConfig(threads=threads, clip_batch=batch, precision=precision)
     models = open_models(load_bundle(bundle, verify_hashes=False), runtime)
     specs = [parse_source(f"cam{i}={video}") for i in range(cameras)]
     capture = CaptureOptions(realtime=True, loop=True, queue_size=queue_size)
@@ -127,11 +133,74 @@ def soak_one(bundle: Path, video: Path, cameras: int, seconds: float, *, threads
     return {"cameras": cameras, **summarise(samples, max_drop)}
 
 
-def run_child(args: argparse.Namespace, bundle: Path, cameras: int, precision: str) -> dict[str, Any]:
+def next_camera_count(tried: dict[int, bool], start: int, limit: int) -> int | None:
+    """The next camera count to soak given those ``tried`` (count -> held real time), or None when the largest
+    count that holds is known: ``start`` first; up by half while all hold (to ``limit``), down by a third
+    while none does (to 1), then bisection between the largest that held and the smallest that failed."""
+    if not tried:
+        return max(1, min(start, limit))
+    held = max((n for n, ok in tried.items() if ok), default=0)
+    failed = min((n for n, ok in tried.items() if not ok), default=None)
+    if failed is None:
+        return None if held >= limit else min(limit, held + max(1, held // 2))
+    if held == 0:
+        return None if failed <= 1 else max(1, failed - max(1, failed // 3))
+    return None if failed - held <= 1 else (held + failed) // 2
+
+
+def searched_counts(tried: dict[int, bool], start: int, limit: int) -> Iterator[int]:
+    """The counts :func:`next_camera_count` asks for, as ``tried`` fills in."""
+    while (cameras := next_camera_count(tried, start, limit)) is not None:
+        yield cameras
+
+
+def first_guess(bundle: Path, runtime: RuntimeConfig, video: Path) -> tuple[int, float]:
+    """85 % of the cameras of ``video``'s frame rate the encoder alone could keep up with (and its images/s at
+    ``runtime.clip_batch``, the median of 3 calls after a warm-up)."""
+    import cv2
+
+    from edge.preprocess import CLIP_INPUT_NAME
+
+    models = open_models(load_bundle(bundle, verify_hashes=False), runtime)
+    x = {CLIP_INPUT_NAME: np.zeros((runtime.clip_batch, 3, 224, 224), np.float32)}
+    models.clip.run(x)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        models.clip.run(x)
+        times.append(time.perf_counter() - t0)
+    images_per_s = runtime.clip_batch / float(np.median(times))
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    capture.release()
+    return max(1, int(0.85 * images_per_s * models.encode_every / fps)), images_per_s
+
+
+def runtimes_of(args: argparse.Namespace) -> list[RuntimeConfig]:
+    """One runtime per backend x precision (x OpenVINO float precision for OpenVINO's float models)."""
+    out = []
+    for backend in args.backend:
+        for precision in args.precision:
+            floats = args.openvino_precision if backend == "openvino" and precision == "fp32" else ["auto"]
+            out += [RuntimeConfig(backend=backend, precision=precision, openvino_precision=ov, threads=args.threads,
+                                  clip_batch=args.batch) for ov in floats]
+    return out
+
+
+def runtime_name(runtime: RuntimeConfig, bundle: Path) -> str:
+    """'onnxruntime fp32', 'openvino bf16', 'openvino int8': the backend and what the encoder computes in."""
+    from edge.pipeline import model_precisions
+
+    clip = model_precisions(load_bundle(bundle, verify_hashes=False), runtime)["clip_visual"]
+    return f"{runtime.backend} {clip}"
+
+
+def run_child(args: argparse.Namespace, bundle: Path, cameras: int, runtime: RuntimeConfig) -> dict[str, Any]:
     """One configuration in a fresh process, so that its RSS is its own."""
     command = [sys.executable, __file__, "--child", "--bundle", str(bundle), "--cameras", str(cameras),
                "--seconds", str(args.seconds), "--video", str(args.video), "--batch", str(args.batch),
-               "--queue-size", str(args.queue_size), "--max-drop", str(args.max_drop), "--precision", precision]
+               "--queue-size", str(args.queue_size), "--max-drop", str(args.max_drop), "--precision",
+               runtime.precision, "--backend", runtime.backend, "--openvino-precision", runtime.openvino_precision]
     if args.threads is not None:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 300)
@@ -148,8 +217,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="soak this bundle instead (e.g. a calibrated one, for --precision int8)")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "int8"],
                         help="runtime.precision values to soak, each in turn")
-    parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4, 8, 16],
-                        help="camera counts to try, ascending; stops at the first that fails")
+    parser.add_argument("--backend", nargs="+", default=["onnxruntime"], choices=["onnxruntime", "openvino"],
+                        help="runtime.backend values to soak, each in turn")
+    parser.add_argument("--openvino-precision", nargs="+", default=["auto"], choices=["auto", "f32", "bf16"],
+                        help="runtime.openvino_precision values for OpenVINO's float models")
+    parser.add_argument("--cameras", nargs="+", default=["1", "2", "4", "8", "16"],
+                        help="camera counts to try, ascending, stopping at the first that fails; or 'search' "
+                             "(see above; at most --max-cameras)")
+    parser.add_argument("--max-cameras", type=int, default=64, help="largest count --cameras search tries")
     parser.add_argument("--seconds", type=float, default=60.0, help="run time per camera count")
     parser.add_argument("--video", type=Path, default=None,
                         help=f"video file to loop (default: the sample {PERSON_VIDEO}, fetched once)")
@@ -162,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    search = args.cameras == ["search"]
+    if not search:
+        try:
+            args.cameras = [int(c) for c in args.cameras]
+        except ValueError:
+            parser.error(f"--cameras {' '.join(args.cameras)}: expected camera counts or 'search'")
     if args.video is None:
         args.video = sample_video(PERSON_VIDEO, fetch=True)
         if args.video is None:
@@ -175,9 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     if args.child:
-        result = soak_one(args.bundle, args.video, args.cameras[0], args.seconds, threads=args.threads,
-                          batch=args.batch, queue_size=args.queue_size, max_drop=args.max_drop,
-                          precision=args.precision[0])
+        result = soak_one(args.bundle, args.video, args.cameras[0], args.seconds, runtime=runtimes_of(args)[0],
+                          queue_size=args.queue_size, max_drop=args.max_drop)
         print(json.dumps(result))
         return 0
 
@@ -198,31 +278,42 @@ def main(argv: list[str] | None = None) -> int:
     rows, largest = [], []
     for bundle, clip, label in bundles:
         encode_every = load_bundle(bundle, verify_hashes=False).encode_every
-        for precision in args.precision:
-            int8 = int8_models(bundle) if precision == "int8" else []
-            best = {"clip": clip, "precision": precision, "bundle": label, "cameras": 0}
-            for cameras in tqdm(sorted(args.cameras), desc=f"soak {clip} {precision}", unit="config"):
-                row = {"clip": clip, "precision": precision, "int8_models": int8, "bundle": label,
-                       "encode_every": encode_every, **run_child(args, bundle, cameras, precision)}
+        for runtime in runtimes_of(args):
+            int8 = int8_models(bundle) if runtime.precision == "int8" else []
+            name = runtime_name(runtime, bundle)
+            best = {"clip": clip, "precision": runtime.precision, "runtime": name, "bundle": label, "cameras": 0}
+            tried: dict[int, bool] = {}
+            if search:
+                start, best["encoder_images_per_s"] = first_guess(bundle, runtime, args.video)
+                log.info("%s %s: encoder %.1f images/s at batch %d: first guess %d camera(s)", clip, name,
+                         best["encoder_images_per_s"], args.batch, start)
+                counts = searched_counts(tried, start, args.max_cameras)
+            else:
+                counts = iter(sorted(args.cameras))
+            for cameras in tqdm(counts, desc=f"soak {clip} {name}", unit="config"):
+                row = {"clip": clip, "precision": runtime.precision, "backend": runtime.backend, "runtime": name,
+                       "int8_models": int8, "bundle": label, "encode_every": encode_every,
+                       **run_child(args, bundle, cameras, runtime)}
                 log.info("%s", row)
                 rows.append(row)
-                if not row["real_time"]:
+                tried[cameras] = row["real_time"]
+                if not search and not row["real_time"]:
                     break
-                best["cameras"] = cameras
+            best["cameras"] = max((n for n, ok in tried.items() if ok), default=0)
             largest.append(best)
 
-    print(f"\n{'clip':7} {'prec':5} {'cams':>4} {'frames/s':>9} {'snip/s':>7} {'scored':>7} {'dropped':>8} "
+    print(f"\n{'clip':7} {'runtime':17} {'cams':>4} {'frames/s':>9} {'snip/s':>7} {'scored':>7} {'dropped':>8} "
           f"{'max queue':>9} {'RSS MB':>7} {'MB/min':>7}  real time")
     for r in rows:
-        print(f"{r['clip']:7} {r['precision']:5} {r['cameras']:>4} {r['frames_per_s']:>9.1f} "
+        print(f"{r['clip']:7} {r['runtime']:17} {r['cameras']:>4} {r['frames_per_s']:>9.1f} "
               f"{r['snippets_per_s']:>7.2f} {r['scored_fraction']:>7.1%} {r['drop_fraction']:>8.2%} "
               f"{r['max_queue_depth']:>9} {r['rss_mb_end']:>7.0f} {r['rss_slope_mb_per_min']:>7.2f}  "
               f"{'yes' if r['real_time'] else 'NO'}")
     print("largest real-time camera count: "
-          + ", ".join(f"{b['clip']} {b['precision']} {b['cameras']}" for b in largest))
+          + ", ".join(f"{b['clip']} {b['runtime']} {b['cameras']}" for b in largest))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_model(), "isa": isa_summary(cpu_flags()), "cores": os.cpu_count(),
                     "load_average_1min": round(os.getloadavg()[0], 2)},
         "video": args.video.name, "seconds": args.seconds, "batch": args.batch, "threads": args.threads,
         "queue_size": args.queue_size, "max_drop": args.max_drop, "largest_real_time": largest, "rows": rows},

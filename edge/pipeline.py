@@ -210,7 +210,18 @@ def model_precisions(bundle: Bundle, runtime: RuntimeConfig) -> dict[str, str]:
     """The precision :func:`open_models` runs each model of ``bundle`` at under ``runtime`` (e.g. with
     ``precision: int8``, 'int8' only for the models whose INT8 flavour passed its gate)."""
     kind = backend_kind(bundle, runtime)
-    return {key: _model_file(bundle, key, runtime, kind)[1] for key in ("clip_visual", "head")}
+    return {key: compute_precision(_model_file(bundle, key, runtime, kind)[1], kind, runtime)
+            for key in ("clip_visual", "head")}
+
+
+def compute_precision(precision: str, kind: str, runtime: RuntimeConfig) -> str:
+    """What a model of file precision ``precision`` computes in on backend ``kind``: OpenVINO runs float models in
+    bf16 where ``runtime.openvino_precision`` (auto: the CPU) says so; other backends as the file says."""
+    if kind != "openvino" or precision != "fp32":
+        return precision
+    from edge.backends.openvino import choose_precision, cpu_flags  # imports no openvino
+
+    return "bf16" if choose_precision(runtime.openvino_precision, cpu_flags()) == "bf16" else precision
 
 
 def _check_interface(backend: InferenceBackend, model: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
@@ -248,7 +259,8 @@ def open_models(bundle: Bundle, runtime: RuntimeConfig) -> Models:
     text = np.ascontiguousarray(bundle.text_embeddings, dtype=np.float32)
     if bundle.clip_is_random:  # load_bundle warned once; repeat it where the run starts
         log.warning("!!! RANDOM CLIP weights (%s): %s !!!", bundle.manifest.clip.source, RANDOM_CLIP_WARNING)
-    info = ModelInfo(bundle.manifest.name, bundle.manifest.version, head_precision, bundle_hash(bundle))
+    info = ModelInfo(bundle.manifest.name, bundle.manifest.version, compute_precision(head_precision, kind, runtime),
+                     bundle_hash(bundle))
     return Models(clip, head, text, tuple(bundle.classes), bundle.window, bundle.levels, bundle.encode_every,
                   bundle.smoother_params(), info, bundle.clip_is_random)
 

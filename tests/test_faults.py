@@ -451,3 +451,17 @@ def test_soak_summary_by_hand() -> None:
     assert summarise(short, max_drop=0.01)["real_time"] is True
     behind = [at(0, 90, 0, 0, 0, 0, 0), at(1, 90, 16, 4, 0, 0, 0), at(4, 90, 64, 16, 0, 0, 0)]
     assert summarise(behind, max_drop=0.01)["real_time"] is False
+
+
+def test_soak_camera_search_finds_the_largest_count_that_holds() -> None:
+    from bench.soak import next_camera_count, searched_counts
+
+    for capacity in (0, 1, 2, 5, 9, 13, 20, 64):
+        for start in (1, 4, 11, 30):
+            tried: dict[int, bool] = {}
+            for n in searched_counts(tried, start, limit=64):
+                assert n not in tried and 1 <= n <= 64
+                tried[n] = n <= capacity  # a count holds real time up to the machine's capacity
+            assert max((n for n, ok in tried.items() if ok), default=0) == capacity
+            assert len(tried) <= (6 if abs(capacity - start) <= start // 3 else 16)  # a search, not a sweep
+    assert next_camera_count({}, 100, limit=8) == 8

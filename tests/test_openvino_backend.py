@@ -165,3 +165,22 @@ def test_bench_times_interleaved_and_tabulates() -> None:
     assert "real-size ViT-B/16, random weights) on Test CPU" in table
     assert "| openvino | int8 (s8s8) | 5.00 | 10.00 | 2.50 | 0.9991 |" in table
     assert "| openvino | bf16 | - | - | - | not timed: no AMX / AVX512-BF16 |" in table
+
+
+def test_reported_precision_is_what_openvino_computes() -> None:
+    from edge.pipeline import compute_precision
+
+    bf16 = RuntimeConfig(backend="openvino", openvino_precision="bf16")
+    assert compute_precision("fp32", "openvino", bf16) == "bf16"  # the float model runs in bf16
+    assert compute_precision("int8", "openvino", bf16) == "int8"
+    assert compute_precision("fp32", "openvino", bf16.model_copy(update={"openvino_precision": "f32"})) == "fp32"
+    assert compute_precision("fp32", "onnxruntime", bf16) == "fp32"  # the hint is OpenVINO's only
+
+
+def test_isa_summary_names_what_sets_speed() -> None:
+    from edge.backends.openvino import isa_summary
+
+    assert isa_summary({"avx2", "fma"}) == "AVX2, no AMX"
+    assert isa_summary({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}) == "AVX-512, AVX512-BF16, AVX512-VNNI, no AMX"
+    assert isa_summary({"amx_bf16", "amx_int8", "avx512f", "avx2"}) == "AMX-INT8, AMX-BF16, AVX-512"
+    assert isa_summary(set()) == "CPU flags unknown"

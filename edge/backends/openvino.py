@@ -48,6 +48,21 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
     return set()
 
 
+ISA_NAMES = (("amx_int8", "AMX-INT8"), ("amx_bf16", "AMX-BF16"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
+             ("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"))
+
+
+def isa_summary(flags: Iterable[str]) -> str:
+    """The vector and matrix extensions that set inference speed, e.g. 'AVX-512, AVX512-BF16, AVX512-VNNI, no AMX'."""
+    flags = set(flags)
+    names = [name for flag, name in ISA_NAMES if flag in flags]
+    if "AVX-512" in names and "AVX2" in names:
+        names.remove("AVX2")  # implied
+    if not any(n.startswith("AMX") for n in names):
+        names.append("no AMX")
+    return ", ".join(names) if flags else "CPU flags unknown"
+
+
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The CPU's ``model name`` from ``cpuinfo`` ('unknown' where absent)."""
     try:
