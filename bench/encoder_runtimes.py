@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.edge_fps import cached_bundle  # noqa: E402
-from calibration.gate import cosine_rows  # noqa: E402
+from edge.backends import cosine_rows  # noqa: E402
 from calibration.quantize import FeedReader, batched_feeds, quantize  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.backends.openvino import available, cpu_flags, cpu_model, has_native_bf16, isa_summary  # noqa: E402

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from edge.backends import InferenceBackend
+from edge.backends import InferenceBackend, cosine_rows
 from edge.configfile import StrictModel
 from edge.smoother import SmootherParams
 from edge.stream import backend_head, stream_outputs
@@ -31,17 +31,6 @@ class GateBudget(StrictModel):
 class Verdict:
     passed: bool
     reason: str
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise cosine of [N, ...] arrays (each row flattened) -> [N]."""
-    a = np.asarray(a, np.float64).reshape(len(a), -1)
-    b = np.asarray(b, np.float64).reshape(len(b), -1)
-    if a.shape != b.shape:
-        raise ValueError(f"cosine of arrays with shapes {a.shape} and {b.shape}")
-    num = (a * b).sum(1)
-    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return num / np.maximum(den, eps)
 
 
 def cosine_summary(cos: np.ndarray) -> dict[str, float]:

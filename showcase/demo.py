@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("train", "test"):
         step(f"extract {split} features (CLIP {plan.clip})",
              py("-m", "cplvad", "extract", "--videos", str(scenes / f"{split}.txt"), "--labels",
-                str(scenes / "labels.csv"), "--out", str(features / split), "--clip", plan.clip, "--backend", "onnx",
+                str(scenes / "labels.csv"), "--out", str(features / split), "--clip", plan.clip, "--backend", "auto",
                 "--encode-every", str(plan.encode_every), "--crops", "1"),
              features / split / "list.csv")
     dataset = work / "dataset"

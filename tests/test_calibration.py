@@ -13,7 +13,8 @@ from onnx import TensorProto, helper
 from calibration.calibrate import DEFAULT_CONFIG, CalibrateConfig, calibrate, flavour_file, gate_span, main
 from calibration.dataset import (FrameSet, build_frame_set, even_indices, expand_sources, holdout_mask, read_source,
                                  sample_windows, split_quota)
-from calibration.gate import GateBudget, cosine_rows, cosine_summary, judge
+from calibration.gate import GateBudget, cosine_summary, judge
+from edge.backends import cosine_rows
 from calibration.quantize import FeedReader, batched_feeds, float_nodes, last_projections, quantize
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import load_bundle

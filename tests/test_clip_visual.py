@@ -14,7 +14,8 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend, resolve_providers
 from edge.preprocess import CLIP_VIT_B16, PreprocessSpec, preprocess
 from train.models.clip_source import tiny_config
 from train.models.clip_visual import TorchCLIPBackend, load_clip_visual
-from train.export.clip import OPSET, cosine_rows, export_clip, file_sha256, matches, sample_frames
+from edge.backends import cosine_rows
+from train.export.clip import OPSET, export_clip, file_sha256, matches, sample_frames
 
 
 def _embed(model: torch.nn.Module, pixels: np.ndarray) -> np.ndarray:

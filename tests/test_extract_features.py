@@ -20,7 +20,7 @@ from edge.snippets import (
     snippet_features,
 )
 from train.data.extract import crop_views, main, read_labels
-from train.export.clip import cosine_rows
+from edge.backends import cosine_rows
 from train.data.labels import UCF, XD
 
 
@@ -230,3 +230,18 @@ def test_snippet_count_is_floor_of_frames_with_sparse_encoding(scene_video: Path
     assert main(["--videos", str(tmp_path / "list.txt"), "--out", str(tmp_path / "out"), "--clip", "tiny",
                  "--encode-every", "16", "--batch", "8"]) == 0
     assert _features(tmp_path / "out", "explosion").shape == (377 // 16, 512)
+
+
+def test_openvino_backend_gives_the_same_features(torch_run: Path, videos: Path, tmp_path: Path) -> None:
+    from edge.backends.openvino import available
+    from train.data.extract import resolve_backend
+
+    assert resolve_backend("auto", "cuda:0") == "torch" and resolve_backend("onnx", None) == "onnx"
+    assert resolve_backend("auto", None) == ("openvino" if available() else "onnx")
+    if not available():
+        pytest.skip("openvino is not installed (pip install 'cplvad-edge[openvino]')")
+    assert main(["--videos", str(videos), "--out", str(tmp_path), "--clip", "tiny", "--backend", "openvino",
+                 "--max-frames", "40", "--crops", "5", "--encode-every", "1"]) == 1
+    for name in ("explosion", "street"):
+        for k in range(5):
+            assert cosine_rows(_features(tmp_path, name, k), _features(torch_run, name, k)).min() > 0.999

@@ -88,3 +88,14 @@ def open_backend(path: str, *, kind: str | None = None, **options: object) -> In
                                f"use an .onnx model with ONNX Runtime instead") from err
         return TensorRTBackend(path, **options)
     raise ValueError(f"unknown backend kind {kind!r}; expected one of {BACKENDS}")
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise cosine of [N, ...] arrays (each row flattened) -> [N]: how two runtimes' outputs agree."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    if a.shape != b.shape:
+        raise ValueError(f"cosine of arrays with shapes {a.shape} and {b.shape}")
+    num = (a * b).sum(1)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return num / np.maximum(den, eps)

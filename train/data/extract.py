@@ -1,7 +1,7 @@
 """CLIP snippet features of your own videos, in the VadCLIP format the training code reads.
 
     cplvad extract --videos DIR_OR_LIST --out DIR --clip SOURCE [--crops 1|5|10] [--encode-every K]
-        [--backend torch|onnx] [--labels FILE] [--batch N] [--shard I/N] [--merge]
+        [--backend auto|torch|onnx|openvino] [--labels FILE] [--batch N] [--shard I/N] [--merge]
     torchrun --nproc-per-node 4 -m train.data.extract --videos ... --out DIR --clip SOURCE   # one shard per rank
 
 Writes ``<out>/<video name>__<k>.npy`` float32 [T, 512] per video and crop, T = frames // 16, and
@@ -23,6 +23,11 @@ is the right label for footage of the normal scene a deployment learns from.
 ``--clip`` is required: a Hugging Face id (``openai/clip-vit-base-patch16``, read through the HF cache; offline
 with ``HF_HUB_OFFLINE=1``), a local Hugging Face CLIP folder, or explicitly ``random`` / ``tiny`` (tests, timing).
 ``--encode-every`` defaults to ``edge.snippets.DEFAULT_ENCODE_EVERY``, the device's policy.
+
+Backends (``--backend``, default ``auto``): torch on a GPU; on a CPU OpenVINO where it is installed, which
+computes in bf16 where the CPU has AMX or AVX512-BF16 (2.2x ONNX Runtime FP32 on an AVX512-BF16 CPU,
+``cplvad bench encoder-runtimes``) after checking on 8 frames of the first video that its features stay within
+cosine ``PARITY_MIN_COSINE`` (0.999) of ONNX Runtime FP32 (else it runs f32); ONNX Runtime (``onnx``) elsewhere.
 
 Resumable: a video whose crop files all exist is skipped (files are written atomically); the run's settings,
 with the CLIP weights' identity (repo id + revision, or the weight files' sha256), are kept in
@@ -52,10 +57,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.backends import InferenceBackend
+from edge.backends import InferenceBackend, cosine_rows
 from edge.configfile import run_main
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, PreprocessSpec, center_crop, \
-    check_frame, normalize, resize_shorter_side
+    check_frame, normalize, preprocess, resize_shorter_side
 from edge.snippets import DEFAULT_ENCODE_EVERY, SnippetAccumulator, encoded_offsets, snippet_count
 from train.data.provenance import RECORD_FILE
 from train.models.clip_source import describe, identity, is_random
@@ -287,10 +292,65 @@ def folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+PARITY_MIN_COSINE = 0.999  # features of a faster runtime vs ONNX Runtime FP32, per frame
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+
+
+def resolve_backend(kind: str, device: str | None) -> str:
+    """``auto``: torch on a GPU, else OpenVINO where installed (the fastest CPU runtime), else ONNX Runtime."""
+    if kind != "auto":
+        return kind
+    if device is not None:
+        return "torch"
+    from edge.backends.openvino import available
+
+    return "openvino" if available() else "onnx"
+
+
+def probe_pixels(videos: list[Path], count: int = 8) -> np.ndarray | None:
+    """``count`` frames spread over the first readable video, preprocessed [count, 3, 224, 224] (the parity
+    check's input); None when no video can be read."""
+    for video in videos:
+        capture = cv2.VideoCapture(str(video))
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or count
+        frames = []
+        for index in np.linspace(0, max(total - 1, 0), count).round().astype(int):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+            ok, frame = capture.read()
+            if ok:
+                frames.append(frame)
+        capture.release()
+        if frames:
+            return preprocess(frames)
+    return None
+
+
+def openvino_within_parity(path: Path, threads: int | None, probe: np.ndarray) -> InferenceBackend:
+    """OpenVINO on ``path`` at the CPU's precision (bf16 where native), kept only if its features stay within
+    ``PARITY_MIN_COSINE`` of ONNX Runtime FP32 on ``probe``; else OpenVINO f32."""
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from edge.backends.openvino import OpenVINOBackend
+
+    backend = OpenVINOBackend(path, threads=threads)
+    if backend.precision == "f32":
+        return backend
+    reference = OnnxRuntimeBackend(path, threads=threads).run({CLIP_INPUT_NAME: probe})[CLIP_OUTPUT_NAME]
+    cosine = float(cosine_rows(backend.run({CLIP_INPUT_NAME: probe})[CLIP_OUTPUT_NAME], reference).min())
+    if cosine < PARITY_MIN_COSINE:
+        log.warning("OpenVINO %s features: cosine %.5f vs ONNX Runtime FP32 < %.3f on %d frames: extracting in f32",
+                    backend.precision, cosine, PARITY_MIN_COSINE, len(probe))
+        return OpenVINOBackend(path, precision="f32", threads=threads)
+    log.info("OpenVINO %s features: cosine >= %.5f vs ONNX Runtime FP32 on %d frames (budget %.3f)",
+             backend.precision, cosine, len(probe), PARITY_MIN_COSINE)
+    return backend
+
+
 def make_backend(kind: str, source: str, *, seed: int, onnx_path: Path | None, out: Path,
-                 threads: int | None, device: str | None = None) -> InferenceBackend:
+                 threads: int | None, device: str | None = None, probe: np.ndarray | None = None
+                 ) -> InferenceBackend:
     """``torch``: the CLIP module itself (on ``device``); ``onnx``: ONNX Runtime on ``onnx_path`` (exported there
-    if absent)."""
+    if absent); ``openvino``: OpenVINO on the same file, bf16 where the CPU has it and its features on ``probe``
+    stay within the parity budget (:func:`openvino_within_parity`)."""
     from train.models.clip_visual import TorchCLIPBackend, load_clip_visual
 
     if kind == "torch":
@@ -303,6 +363,12 @@ def make_backend(kind: str, source: str, *, seed: int, onnx_path: Path | None, o
         with folder_lock(out):
             if not matches(path, source, seed):
                 export_clip(source, path, seed=seed)
+    if kind == "openvino":
+        from edge.backends.openvino import OpenVINOBackend
+
+        if probe is None:  # nothing to check the bf16 features on: f32
+            return OpenVINOBackend(path, precision="f32", threads=threads)
+        return openvino_within_parity(path, threads, probe)
     return OnnxRuntimeBackend(path, threads=threads)
 
 
@@ -391,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encode-every", type=int, default=DEFAULT_ENCODE_EVERY, metavar="K",
                         help="encode frames 0, K, 2K.. of each 16-frame snippet (1..16, default "
                              f"{DEFAULT_ENCODE_EVERY}: the device's policy; 1 = the public release's)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto (default): torch on a GPU, else OpenVINO where installed (bf16 where the CPU has "
+                             f"it, kept within cosine {PARITY_MIN_COSINE} of FP32), else ONNX Runtime (onnx)")
     parser.add_argument("--clip", required=True,
                         help="Hugging Face id (openai/clip-vit-base-patch16), local Hugging Face CLIP folder, or "
                              "explicitly 'random' / 'tiny' (random weights: tests and timing only)")
@@ -422,10 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.merge:
             return 1 if merge(videos, args.out, args.crops, labels, default_label) else 0
         args.out.mkdir(parents=True, exist_ok=True)
-        device = torch_device() if args.backend == "torch" else None
+        device = torch_device() if args.backend in ("torch", "auto") else None
+        args.backend = resolve_backend(args.backend, device)
         threads = cpu_threads(args.threads, int(os.environ.get("LOCAL_WORLD_SIZE", shard[1])), device)
+        probe = probe_pixels(videos) if args.backend == "openvino" else None
         backend = make_backend(args.backend, args.clip, seed=args.seed, onnx_path=args.onnx, out=args.out,
-                               threads=threads, device=device)
+                               threads=threads, device=device, probe=probe)
         seed = args.seed if is_random(args.clip) else None
         check_settings(args.out, {"clip": describe(args.clip), "seed": seed, "clip_identity": identity(args.clip, seed),
                                   "crops": args.crops, "encode_every": args.encode_every,

@@ -28,6 +28,7 @@ import onnx
 import torch
 import transformers
 
+from edge.backends import cosine_rows
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.bundle import file_sha256
 from edge.preprocess import CLIP_INPUT_NAME, CLIP_OUTPUT_NAME, CLIP_SIZE, CLIP_VIT_B16, preprocess
@@ -60,13 +61,6 @@ class Verification:
 
 def sidecar_path(onnx_path: str | Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of matching rows: [N, D], [N, D] -> [N]."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    denom = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return (a64 * b64).sum(axis=1) / np.maximum(denom, 1e-12)
 
 
 def sample_frames(count: int, seed: int = 0) -> list[np.ndarray]:
