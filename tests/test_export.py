@@ -84,7 +84,7 @@ def test_threshold_is_a_quantile_of_normal_training_scores(bundle: tuple[Path, P
                              for v in split.videos if v.primary == 0])
     assert np.mean(scores >= params.theta_on) == pytest.approx(0.005, abs=1.5 / len(scores) + 1e-9)
     default, info = calibrated_smoother(student, b.text_embeddings, None, None, "ucf", 0.0)
-    assert info == {"source": "car default"} and default.theta_on == 0.5
+    assert info == {"source": "car default", "warmup": 0} and default.theta_on == 0.5
 
 
 @pytest.mark.slow

@@ -137,3 +137,46 @@ def test_evaluation_and_export_set_the_same_warmup() -> None:
     exported, _ = calibrated_smoother(None, np.zeros((1, 2, 512), np.float32), None, None, "ucf", 0, warmup=4)
     assert evaluated == exported and evaluated.warmup == 4
     assert dataclasses.replace(evaluated, warmup=0) == SmootherParams.from_car(CarParams.for_dataset("ucf"))
+
+
+def test_auto_warmup_by_hand() -> None:
+    from train.evaluation.stream import auto_warmup
+
+    window = 8
+    # 40 normal videos of 40 snippets: the first 3 snippets of each always reach the threshold, later ones never
+    hot_start = [np.r_[np.ones(3), np.zeros(37)] for _ in range(40)]
+    assert auto_warmup(hot_start, theta=0.5, window=window) == 3
+    # young and settled snippets alike (every 10th over): no warm-up needed
+    alike = [(np.arange(40) % 10 == 0).astype(float) for _ in range(40)]
+    assert auto_warmup(alike, theta=0.5, window=window) == 0
+    # young snippets over the threshold all the way to the full window: the whole window
+    assert auto_warmup([np.r_[np.ones(window), np.zeros(32)]] * 40, theta=0.5, window=window) == window
+    assert auto_warmup([np.ones(5)], theta=0.5, window=window) == 0  # nothing settled: no evidence
+
+
+def test_alert_latency_by_hand() -> None:
+    from train.evaluation.stream import alert_latencies
+
+    segments = np.array([[160.0, 480.0], [800.0, 960.0], [1600.0, 1700.0]])  # frames
+    events = [(8, 20), (45, 55)]  # snippets: the first overlaps segment 1 from snippet 8 (frame 128) on
+    # alert at the end of snippet 8 + m - 1 = frame (8 + 3) * 16 = 176 -> 16 frames after 160; segment 2 (frames
+    # 800-960) is hit by the event from snippet 45 = frame 720, alerting at frame 768: before it began -> 0
+    assert alert_latencies(events, segments, m=3, fps=16.0) == [1.0, 0.0]
+    assert alert_latencies([], segments, m=3, fps=16.0) == []
+
+
+@pytest.mark.parametrize(("text", "value"), [("auto", "auto"), ("0", 0), ("12", 12)])
+def test_parse_warmup(text: str, value: object) -> None:
+    from train.evaluation.stream import parse_warmup
+
+    assert parse_warmup(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", "x", "1.5"])
+def test_parse_warmup_rejects(text: str) -> None:
+    import argparse
+
+    from train.evaluation.stream import parse_warmup
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'auto' or an integer"):
+        parse_warmup(text)

@@ -47,7 +47,7 @@ from train.models.clip_source import describe, identity, is_random
 from train.data.release import load_split
 from train.training.distill_config import DistillConfig
 from train.export.clip import OPSET, export_clip, matches
-from train.evaluation.stream import smoother_params, snippet_scores, stream_batched
+from train.evaluation.stream import WARMUP_AUTO, Warmup, calibrated_smoother, parse_warmup
 from train.models.student import Student, StudentConfig
 from train.models.text import load_text_embeddings
 
@@ -154,40 +154,9 @@ def real_windows(run_cfg_data: str | None, feature_root: str | None, window: int
         return sample_windows([rng.normal(0, 0.5, (n, 512)).astype(np.float32) for n in (5, 3 * window)], window)
 
 
-def calibrated_smoother(student: Student, text: np.ndarray, data: str | None, feature_root: str | None,
-                        dataset: str, quantile: float, warmup: int = 0) -> tuple[SmootherParams, dict]:
-    """The dataset's smoother with its threshold set for a false-alarm budget on normal footage.
-
-    theta_on = theta_off = the ``quantile`` of the student's streaming scores over every snippet of the normal
-    training videos (crop 0), so about 1 - quantile of normal snippets reach it; m and g stay the CAR defaults.
-    A student's absolute scores depend on its training (top-k MIL keeps them low), a fixed 0.5 does not.
-    ``quantile`` 0, or no normal training video: the CAR default. ``warmup``: the smoother's warm-up (snippets).
-    """
-    params = smoother_params(dataset, warmup)
-    default = {"source": "car default"}
-    if quantile <= 0:
-        return params, default
-    try:
-        split = load_split(str(data), "train", dataset, feature_root)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        log.warning("training features unavailable (%s): keeping the default threshold %.2f", err, params.theta_on)
-        return params, default
-    embeddings = torch.from_numpy(text)
-    scores = [snippet_scores(stream_batched(student, v.load(0), embeddings), params)[0]
-              for v in split.videos if v.primary == 0]
-    if not scores:
-        return params, default
-    theta = float(np.clip(np.quantile(np.concatenate(scores), quantile), 1e-3, 1.0))
-    log.info("smoother threshold %.3f: the %.3f quantile of the student's scores on %d normal training videos "
-             "(default %.2f)", theta, quantile, len(scores), params.theta_on)
-    info = {"source": "normal training videos", "quantile": quantile, "videos": len(scores),
-            "default": params.theta_on}
-    return replace(params, theta_on=theta, theta_off=theta), info
-
-
 def export_bundle(run: str | Path, out: str | Path, *, clip: str, encode_every: int | None = None,
-                  seed: int = 0, opset: int = OPSET, threshold_quantile: float = 0.995, warmup: int = 0
-                  ) -> Manifest:
+                  seed: int = 0, opset: int = OPSET, threshold_quantile: float = 0.995,
+                  warmup: Warmup = WARMUP_AUTO) -> Manifest:
     """Write and verify a bundle from a student run; returns its manifest (the bundle is re-loaded to check).
 
     ``encode_every`` None: the snippet policy the run's features were extracted with, else the default."""
@@ -307,12 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold-quantile", type=float, default=0.995, metavar="Q",
                         help="smoother threshold = this quantile of the student's scores on the normal training "
                              "videos (0: the CAR default 0.5)")
-    parser.add_argument("--warmup", type=int, default=0, metavar="N",
+    parser.add_argument("--warmup", type=parse_warmup, default=WARMUP_AUTO, metavar="auto|N",
                         help="no event starts in a stream's first N snippets: a camera that comes online (or a "
-                             "stream that restarts) alerts only once its window holds N snippets of context")
+                             "stream that restarts) alerts only once its window holds N snippets of context; auto "
+                             "(default): the fewest after which the normal training videos' young snippets reach "
+                             "the threshold no more often than settled ones")
     args = parser.parse_args(argv)
-    if args.warmup < 0:
-        parser.error(f"--warmup {args.warmup}: expected an integer >= 0 (snippets)")
     if not 0 <= args.threshold_quantile < 1:
         parser.error(f"--threshold-quantile {args.threshold_quantile}: expected 0 <= Q < 1")
     if args.clip is None:
