@@ -64,8 +64,13 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # key: (name in the report, te
     "self": ("CPL-VAD self", ("pseudo.mode=self",)),
     "nocar": ("CPL-VAD cross, no CAR", ("pseudo.car=false",)),
     "cross": ("CPL-VAD (cross, CAR)", ()),
+    "student": ("student offline (distilled from CPL-VAD)", ()),
+    "student_stream": ("student streaming (the device's loop)", ()),
 }
+DEPENDS = {"student": "cross"}  # a row distilled from another row's run of the same layout and seed
+DERIVED = {"student_stream": "student"}  # rows measured by another row's job
 METRICS = ("auc", "ap", "map_avg", "map_corrected_avg")
+ALERT_METRICS = ("false_alarms_per_hour", "false_alarms_per_hour_no_warmup", "latency_s_median", "alerted_percent")
 STATUSES = ("ok", "capped", "failed", "not run")
 
 
@@ -81,6 +86,7 @@ class Plan:
     config_suffix: str  # configs/train/<layout><suffix>.yaml
     teacher: tuple[str, ...] = ()  # extra overrides of every teacher row
     mil: tuple[str, ...] = ()  # extra overrides of the MIL baseline
+    student: tuple[str, ...] = ()  # extra overrides of the distillation (configs/distill/default.yaml)
     parallel: int = 1
     threads: int = 2  # torch / BLAS threads per run
     cap: float = 3600.0  # seconds per run
@@ -99,7 +105,7 @@ class Plan:
                        ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8)
         if profile == "cpu":
             return cls(profile, 0.25, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=2,
-                       threads=1, cap=1800.0, scale_xd=0.1)
+                       threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1",))
         if profile == "tiny":
             return cls(profile, 0.02, ("ucf",), (0,), ("mil", "stage1"), "",
                        ("plot_videos=0", "optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=32",
@@ -118,6 +124,7 @@ class Job:
     seconds: float | None = None
     peak_rss_mb: float | None = None
     metrics: dict[str, float] | None = None
+    also: dict[str, dict[str, float]] | None = None  # the DERIVED rows' metrics, from the same run
     error: str | None = None
     run: str | None = None  # the run folder
 
@@ -127,9 +134,10 @@ class Job:
 
 
 def jobs_of(plan: Plan) -> list[Job]:
-    """Seed first (a wall cap leaves whole seeds), then layout (XD, the longer, first), teacher rows before MIL."""
+    """Seed first (a wall cap leaves whole seeds), then layout (XD, the longer, first), teacher rows before the
+    student (it waits for its teacher) and MIL."""
     layouts = sorted(plan.layouts, key=lambda lay: lay != "xd")
-    rows = sorted(plan.rows, key=lambda r: r == "mil")
+    rows = sorted((r for r in plan.rows if r not in DERIVED), key=lambda r: (r == "mil", r in DEPENDS))
     return [Job(row, layout, seed) for seed in plan.seeds for layout in layouts for row in rows]
 
 
@@ -138,6 +146,10 @@ def command(job: Job, plan: Plan, data: Path, run: Path) -> list[str]:
     if job.row == "mil":
         overrides = (f"seed={job.seed}", f"threads={plan.threads}", *plan.mil)
         head = ["baseline", "--data", str(data), "--out", str(run)]
+    elif job.row == "student":  # cplvad distill, then its streaming evaluation (teacher / offline / streaming)
+        teacher = run.parent / Job(DEPENDS["student"], job.layout, job.seed).name
+        overrides = (f"seed={job.seed}", f"threads={plan.threads}", *plan.student)
+        head = ["distill", "--teacher", str(teacher), "--out", str(run)]
     else:
         config = PROJECT_ROOT / "configs" / "train" / f"{job.layout}{plan.config_suffix}.yaml"
         overrides = (f"seed={job.seed}", f"threads={plan.threads}", *plan.teacher, *ROWS[job.row][1])
@@ -149,6 +161,24 @@ def accuracy(metrics: dict) -> dict[str, float]:
     """AUC / AP in %, mAP averages (already in %), from a run's metrics.json."""
     return {"auc": 100 * metrics["auc"], "ap": 100 * metrics["ap"], "map_avg": metrics["map"]["avg"],
             "map_corrected_avg": metrics["map_corrected"]["avg"]}
+
+
+def alerts(streaming: dict) -> dict[str, float]:
+    """The streaming row's alert figures (``cplvad eval``): false alarms per hour of normal video with the
+    bundle's warm-up and without, median alert latency (s), anomalous segments alerted (%)."""
+    events, cold = streaming["events"], streaming["events_no_warmup"]
+    return {"false_alarms_per_hour": events["false_alarms_per_hour"],
+            "false_alarms_per_hour_no_warmup": cold["false_alarms_per_hour"],
+            "latency_s_median": events["latency_s_median"],
+            "alerted_percent": 100 * events["segments_alerted"] / max(events["segments"], 1)}
+
+
+def run_metrics(row: str, metrics: dict) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(the row's figures, the DERIVED rows' figures) from its run's metrics.json."""
+    if row == "student":
+        return accuracy(metrics["student_offline"]), {
+            "student_stream": accuracy(metrics["student_streaming"]) | alerts(metrics["student_streaming"])}
+    return accuracy(metrics), {}
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -188,12 +218,31 @@ def _stop(signum: int, _frame) -> None:
     raise Stopped(signal.Signals(signum).name)
 
 
+def next_ready(pending: list[Job], jobs_by_name: dict[str, Job]) -> Job | None:
+    """Take the first pending job whose run it depends on (DEPENDS) finished; a job whose dependency ended
+    otherwise is dropped from ``pending`` as not run, with the reason. None: every pending job waits."""
+    for job in list(pending):
+        dep = jobs_by_name.get(Job(DEPENDS[job.row], job.layout, job.seed).name) if job.row in DEPENDS else None
+        if dep is not None and dep.status != "ok":
+            if dep.seconds is None:  # not finished yet
+                continue
+            pending.remove(job)
+            job.error = f"not started: its {dep.row} run {dep.status}"
+            continue
+        pending.remove(job)
+        return job
+    return None
+
+
 def _schedule(pending: list[Job], running: dict, plan: Plan, data: dict[str, Path], runs: Path, logs: Path,
               deadline: float | None, commands, env: dict[str, str]) -> None:
+    jobs_by_name = {job.name: job for job in pending}
     while pending or running:
         now = time.monotonic()
         while pending and len(running) < plan.parallel and (deadline is None or now < deadline - 5):
-            job = pending.pop(0)
+            job = next_ready(pending, jobs_by_name)
+            if job is None:
+                break  # the rest wait for runs in progress
             job.run = str(runs / job.name)
             logfile = (logs / f"{job.name}.log").open("w")
             proc = subprocess.Popen(commands(job, plan, data[job.layout], Path(job.run)), cwd=PROJECT_ROOT,
@@ -225,7 +274,8 @@ def finish(job: Job, capped: bool, code: int, cap: float, logfile: Path) -> None
     if capped:
         job.status, job.error = "capped", f"stopped at its {cap:.0f} s cap"
     elif code == 0 and metrics_file.is_file():
-        job.status, job.metrics = "ok", accuracy(json.loads(metrics_file.read_text()))
+        job.status = "ok"
+        job.metrics, job.also = run_metrics(job.row, json.loads(metrics_file.read_text()))
     else:
         tail = " | ".join(logfile.read_text(errors="replace").strip().splitlines()[-3:])
         job.status, job.error = "failed", f"exit code {code}: {tail}"
@@ -241,24 +291,27 @@ def aggregate(jobs: list[dict]) -> dict[str, dict[str, dict]]:
     job records (dicts of :class:`Job`). std: sample std (ddof 1) over the seeds that finished; None for one."""
     table: dict[str, dict[str, dict]] = {}
     for job in jobs:
-        cell = table.setdefault(job["layout"], {}).setdefault(
-            job["row"], {"seeds": [], "capped": [], "failed": [], "not_run": [], "_values": []})
-        key = {"ok": "seeds", "capped": "capped", "failed": "failed", "not run": "not_run"}[job["status"]]
-        cell[key].append(job["seed"])
-        if job["status"] == "ok":
-            cell["_values"].append(job["metrics"])
+        derived = [r for r, source in DERIVED.items() if source == job["row"]]
+        for row in (job["row"], *derived):
+            cell = table.setdefault(job["layout"], {}).setdefault(
+                row, {"seeds": [], "capped": [], "failed": [], "not_run": [], "_values": []})
+            key = {"ok": "seeds", "capped": "capped", "failed": "failed", "not run": "not_run"}[job["status"]]
+            cell[key].append(job["seed"])
+            if job["status"] == "ok":
+                cell["_values"].append(job["metrics"] if row == job["row"] else (job.get("also") or {})[row])
     for rows in table.values():
         for cell in rows.values():
             values = cell.pop("_values")
-            for metric in METRICS:
-                x = np.array([v[metric] for v in values], np.float64)
+            for metric in (*METRICS, *(m for m in ALERT_METRICS if values and m in values[0])):
+                x = np.array([np.nan if v[metric] is None else v[metric] for v in values], np.float64)
+                x = x[~np.isnan(x)]
                 cell[metric] = {"mean": float(x.mean()) if len(x) else None,
                                 "std": float(x.std(ddof=1)) if len(x) > 1 else None, "n": int(len(x))}
     return table
 
 
 def cell_text(cell: dict, metric: str) -> str:
-    value = cell[metric]
+    value = cell.get(metric) or {"mean": None}
     if value["mean"] is None:
         return "–"
     return f"{value['mean']:.2f}" + (f" ± {value['std']:.2f}" if value["std"] is not None else "")
@@ -308,6 +361,14 @@ def write_report(results: dict, out: Path) -> str:
                 lines.append(f"| {ROWS[key][0]} | " + " | ".join(cell_text(cell, m) for m in METRICS)
                              + f" | {runs_text(cell, seeds)} |")
         lines.append("")
+        streaming = [key for key in ROWS if key in rows and "false_alarms_per_hour" in rows[key]]
+        if streaming:
+            lines += ["Streaming alerts (the bundle's smoother: threshold and warm-up from the normal training videos):",
+                      "", "| row | false alarms / h of normal video | without warm-up | alert latency median s "
+                      "| anomalous segments alerted % |", "|---|---|---|---|---|"]
+            lines += [f"| {ROWS[key][0]} | " + " | ".join(cell_text(rows[key], m) for m in ALERT_METRICS) + " |"
+                      for key in streaming]
+            lines.append("")
     lines += ["![accuracy](accuracy.png)", "", "## Runs", "", "| run | status | seconds | peak RSS MB | note |",
               "|---|---|---|---|---|"]
     for job in results["jobs"]:
@@ -431,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=float, help="seconds per run")
     parser.add_argument("--wall", type=float, help="seconds in all, data generation included (0: no limit)")
     parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS))
+    parser.add_argument("--rows", nargs="+", choices=[r for r in ROWS if r not in DERIVED],
+                        help="student: distilled from the cross row's run of the same seed (which it needs)")
     parser.add_argument("--layouts", nargs="+", choices=("ucf", "xd"))
     parser.add_argument("--scale", type=float, help="of every layout's training list")
     parser.add_argument("--scale-xd", type=float, help="of XD's training list, where it differs from --scale")

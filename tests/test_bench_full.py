@@ -101,9 +101,10 @@ def test_sigterm_caps_the_running_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("profile", ["gpu", "cpu", "tiny"])
 def test_every_run_of_a_profile_is_a_valid_config(profile: str, tmp_path: Path) -> None:
     """The overrides each child gets resolve against its step's config (a bad key would fail every run)."""
-    from bench.full import command
+    from bench.full import DERIVED, command
     from edge.configfile import load_config
     from train.training.baseline import DEFAULT_CONFIG, MILConfig
+    from train.training.distill_config import DistillConfig
     from train.training.teacher import TrainConfig
 
     plan = Plan.make(profile)
@@ -112,6 +113,12 @@ def test_every_run_of_a_profile_is_a_valid_config(profile: str, tmp_path: Path) 
         sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
         if job.row == "mil":
             cfg = load_config(MILConfig, DEFAULT_CONFIG, sets)
+            assert (cfg.seed, cfg.threads) == (job.seed, plan.threads)
+        elif job.row == "student":  # distilled from the cross run of its seed, which comes first
+            teacher = Path(args[args.index("--teacher") + 1])
+            assert teacher == tmp_path / f"cross-{job.layout}-s{job.seed}"
+            assert [j.name for j in jobs_of(plan)].index(teacher.name) < jobs_of(plan).index(job)
+            cfg = load_config(DistillConfig, Path("configs/distill/default.yaml"), sets)
             assert (cfg.seed, cfg.threads) == (job.seed, plan.threads)
         else:
             config = Path(args[args.index("--config") + 1])
@@ -122,7 +129,7 @@ def test_every_run_of_a_profile_is_a_valid_config(profile: str, tmp_path: Path) 
             assert cfg.pseudo.car == (job.row != "nocar")
             if profile == "gpu":
                 assert (cfg.model.d_model, cfg.optim.batch_size, cfg.bf16) == (512, 32, True)
-    assert len(jobs_of(plan)) == len(plan.rows) * len(plan.layouts) * len(plan.seeds)
+    assert len(jobs_of(plan)) == len(set(plan.rows) - set(DERIVED)) * len(plan.layouts) * len(plan.seeds)
 
 
 def test_merge_keeps_finished_runs_of_every_file(tmp_path: Path) -> None:
@@ -141,3 +148,24 @@ def test_merge_keeps_finished_runs_of_every_file(tmp_path: Path) -> None:
     assert cell["seeds"] == [0, 1] and cell["capped"] == [] and cell["auc"]["mean"] == 82.0
     assert merged["commit"] == "a | b" and merged["hardware"]["gpu"] == "H200" and merged["wall_seconds"] == 200.0
     assert "H200" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_student_waits_for_its_teacher_and_reports_two_rows() -> None:
+    from bench.full import Job, aggregate, next_ready
+
+    cross, student, mil = Job("cross", "ucf", 0), Job("student", "ucf", 0), Job("mil", "ucf", 0)
+    by_name = {j.name: j for j in (cross, student, mil)}
+    pending = [student, mil]
+    assert next_ready(pending, by_name) is mil and pending == [student]  # cross still running: the student waits
+    assert next_ready(pending, by_name) is None
+    cross.status, cross.seconds = "capped", 10.0
+    assert next_ready(pending, by_name) is None and pending == []  # its teacher was capped: not run, with why
+    assert student.status == "not run" and "cross run capped" in student.error
+    figures = {"auc": 80.0, "ap": 30.0, "map_avg": 10.0, "map_corrected_avg": 12.0}
+    alerts = {"false_alarms_per_hour": 2.0, "false_alarms_per_hour_no_warmup": 3.0, "latency_s_median": None,
+              "alerted_percent": 50.0}
+    jobs = [{"row": "student", "layout": "ucf", "seed": s, "status": "ok", "metrics": figures,
+             "also": {"student_stream": figures | alerts | {"latency_s_median": 4.0 + s}}} for s in (0, 1)]
+    table = aggregate(jobs)["ucf"]
+    assert table["student"]["auc"]["mean"] == 80.0 and "false_alarms_per_hour" not in table["student"]
+    assert table["student_stream"]["latency_s_median"] == {"mean": 4.5, "std": pytest.approx(0.7071, abs=1e-4), "n": 2}
