@@ -16,7 +16,10 @@ several runs' results.json (say, seed 0 on one GPU session and seeds 1 and 2, ``
 
 Rows: ``mil`` (train.training.baseline, configs/train/mil.yaml), and the teacher (configs/train/<layout>[_full].yaml)
 with ``stage1`` (pseudo.mode=none), ``b2c``, ``c2b``, ``self``, ``nocar`` (cross, pseudo.car=false), ``cross``
-(CPL-VAD). Each teacher row runs whole (stage 1 is not shared between rows).
+(CPL-VAD). Each teacher row runs whole (stage 1 is not shared between rows). ``student``: ``cplvad distill``
+(configs/distill/default.yaml) from the ``cross`` run of the same layout and seed (it starts once that run is
+done), which reports two rows: the student offline and streaming (the device's loop and smoother, with false
+alarms per hour of normal video, with and without the warm-up, and the alert latency).
 
 Profiles:
   gpu   scale 1.0 (the whole training list), the paper's sizes (configs/train/{ucf,xd}_full.yaml: d=512, 8 heads,
@@ -24,7 +27,7 @@ Profiles:
         of 420 s per run and 510 s in all (one H200, 16 cores; the rows not reached are listed as such)
   cpu   scale 0.25 of UCF's list (402 training videos) and 0.1 of XD's (395), the CPU configs
         (configs/train/{ucf,xd}.yaml: d=128, 8 + 8 epochs), seeds 0 1 2, two runs at a time with one thread each,
-        a cap of 1800 s per run (42 runs)
+        a cap of 1800 s per run; the student distilled on crop 0 for 6 epochs (48 runs)
   tiny  the plumbing: UCF at scale 0.02, seed 0, MIL and stage 1, 1 + 1 epochs of a d=32 teacher (a few minutes)
 
 The device command (one H200; the wheels from ``bench/device_wheels.sh`` in ``.whl``, carried; results under
@@ -105,7 +108,7 @@ class Plan:
                        ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8)
         if profile == "cpu":
             return cls(profile, 0.25, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=2,
-                       threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1",))
+                       threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1", "optim.epochs=6"))
         if profile == "tiny":
             return cls(profile, 0.02, ("ucf",), (0,), ("mil", "stage1"), "",
                        ("plot_videos=0", "optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=32",
