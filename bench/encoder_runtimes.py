@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch", action="store_true", help="also time torch eager (slow: minutes on 2 cores)")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/tmp"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/encoder"))
+    parser.add_argument("--readme", type=Path, help="also rewrite this README's encoder block")
     parser.add_argument("--preprocess-only", action="store_true",
                         help="only time decoding and preprocessing of 768x432 frames (preprocess.json)")
     args = parser.parse_args(argv)
@@ -337,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "encoder_runtimes.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "encoder_runtimes.md").write_text(markdown(result))
+    if args.readme:
+        from bench.report import replace_block
+
+        args.readme.write_text(replace_block(args.readme.read_text(), markdown(result).rstrip("\n"), "encoder"))
     print(markdown(result))
     log.info("wrote %s", args.out / "encoder_runtimes.json")
     return 0

@@ -383,6 +383,35 @@ def write_report(results: dict, out: Path) -> str:
     return text
 
 
+def readme_block(results: dict, report: str) -> str:
+    """The README's accuracy table: both layouts side by side, mean ± std, with what it ran on and where."""
+    plan, table = results["plan"], results["table"]
+    layouts = list(table)
+    seeds = len(plan["seeds"])
+    lines = [f"From [{report}/report.md]({report}/report.md) (`cplvad bench full --profile {plan['profile']}`): "
+             f"{caption(results)}. Generated benchmark at scale {scale_text(plan)} of the training list, training "
+             f"seeds {', '.join(map(str, plan['seeds']))}, mean ± std over the seeds that finished.", "",
+             "| row | " + " | ".join(f"{lay.upper()} AUC | {lay.upper()} AP | {lay.upper()} mAP avg" for lay in layouts)
+             + " | seeds |", "|---|" + "---|---|---|" * len(layouts) + "---|"]
+    for key in ROWS:
+        cells = [table[lay].get(key) for lay in layouts]
+        if not any(cells):
+            continue
+        figures = " | ".join(" | ".join(cell_text(c, m) for m in ("auc", "ap", "map_avg")) if c else "– | – | –"
+                             for c in cells)
+        runs = "; ".join(f"{lay.upper()} {runs_text(c, seeds)}" for lay, c in zip(layouts, cells) if c)
+        lines.append(f"| {ROWS[key][0]} | {figures} | {runs} |")
+    for lay in layouts:
+        stream = table[lay].get("student_stream")
+        if stream and "false_alarms_per_hour" in stream:
+            lines += ["", f"{lay.upper()} streaming alerts of the student (the bundle's smoother): "
+                      f"{cell_text(stream, 'false_alarms_per_hour')} false alarms per hour of normal video "
+                      f"({cell_text(stream, 'false_alarms_per_hour_no_warmup')} without the warm-up), "
+                      f"{cell_text(stream, 'alerted_percent')} % of anomalous segments alerted, median latency "
+                      f"{cell_text(stream, 'latency_s_median')} s."]
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: Path) -> None:
     """AUC, AP and mAP per row, one panel per layout, error bars = std over seeds."""
     import matplotlib
@@ -483,9 +512,22 @@ def merge(parts: list[dict]) -> dict:
             "rows": parts[0]["rows"], "table": aggregate(jobs), "jobs": jobs, "merged": len(parts)}
 
 
+def update_readme(readme: Path, results: dict, out: Path) -> None:
+    """Rewrite the ``accuracy`` block of ``readme`` (bench.report.replace_block) from ``results``."""
+    from bench.report import replace_block
+
+    try:
+        where = out.resolve().relative_to(readme.resolve().parent)
+    except ValueError:
+        where = out
+    readme.write_text(replace_block(readme.read_text(), readme_block(results, str(where)), "accuracy"))
+    log.info("updated the accuracy block of %s", readme)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.full", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", choices=("gpu", "cpu", "tiny"))
+    parser.add_argument("--readme", type=Path, help="also rewrite this README's accuracy block from the report")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
                         help="write one report (to --out) from several results.json files instead of running")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "full")
@@ -512,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         results = merge([json.loads(path.read_text()) for path in args.merge])
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(write_report(results, args.out))
+        if args.readme:
+            update_readme(args.readme, results, args.out)
         return 0
     if args.profile is None:
         parser.error("--profile is required (or --merge)")
@@ -554,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                "rows": {k: v[0] for k, v in ROWS.items()}, "table": aggregate(records), "jobs": records}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(write_report(results, out))
+    if args.readme:
+        update_readme(args.readme, results, out)
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:  # every run's log, for the runs that did not finish too
         tar.add(logs, arcname="logs")
     counts = {s: sum(j.status == s for j in jobs) for s in STATUSES}

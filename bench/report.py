@@ -15,7 +15,6 @@ from pathlib import Path
 
 log = logging.getLogger("bench.report")
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 PUBLISHED_NOTE = "different dataset (real UCF-Crime / XD-Violence features)"
 # Published test-set figures (%, AUC for UCF, AP for XD; mAP avg over IoU 0.1..0.5).
 PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
@@ -411,15 +410,27 @@ def readme_block(results: dict, report: Path | str) -> str:
     return "\n".join(parts)
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` with everything between the results markers replaced by ``block``; markers appended if absent."""
-    if START not in text or END not in text:
-        return text.rstrip("\n") + f"\n\n## Results\n\n{START}\n{block}\n{END}\n"
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    if START in tail or END in tail:
-        raise ValueError("README has more than one results block: expected one <!-- results:start/end --> pair")
-    return f"{head}{START}\n{block}\n{END}{tail}"
+def markers(name: str) -> tuple[str, str]:
+    """The README comment pair around a generated block: ``<!-- name:start -->``, ``<!-- name:end -->``."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+START, END = markers("results")
+
+
+def replace_block(text: str, block: str, name: str = "results") -> str:
+    """``text`` with everything between the ``name`` markers replaced by ``block``; for ``results`` the markers
+    are appended (under '## Results') if absent, for other blocks they must be there."""
+    start, end = markers(name)
+    if start not in text or end not in text:
+        if name != "results":
+            raise ValueError(f"README has no {start} ... {end} block")
+        return text.rstrip("\n") + f"\n\n## Results\n\n{start}\n{block}\n{end}\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    if start in tail or end in tail:
+        raise ValueError(f"README has more than one {name} block: expected one {start} ... {end} pair")
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 def update_readme(readme: Path, results: dict, report: Path | str) -> None:

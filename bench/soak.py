@@ -15,7 +15,10 @@ stream counters. Over the second half of the run (after warm-up) it reports:
 - RSS slope (MB/min, least squares): a leak shows as a steady positive slope;
 - frames dropped by the capture policy, as a fraction of the frames the model wanted;
 - the largest capture queue depth seen (bounded by ``queue_size`` by construction);
-- snippets scored per second vs. the snippets the cameras produce (frames / 16).
+- snippets scored per second vs. the snippets the cameras produce (frames / 16);
+- the loop's load per stage (``edge.stats.StageTimer``: seconds of preprocess, clip, head, smoother, publish per
+  second of wall time), which names the bottleneck; decoding runs in the capture threads (its cost per frame:
+  ``cplvad bench encoder-runtimes``, preprocess.json).
 
 N holds real time when drops <= ``--max-drop`` (1 %) and at least 90 % of the produced snippets were scored
 (short of them by at most one per camera: the snippets in progress at the ends of a short measurement).
@@ -84,7 +87,7 @@ def sample(pipeline: Pipeline, t: float) -> dict[str, Any]:
         cameras[name] = {"read": s.frames_read, "wanted": s.frames_read - s.skipped, "dropped": s.dropped,
                          "queued": queued, "snippets": pipeline.streams[name].counters.snippets,
                          "source_fps": s.fps}
-    return {"t": t, "rss_mb": rss_mb(), "cameras": cameras}
+    return {"t": t, "rss_mb": rss_mb(), "cameras": cameras, "stage_s": pipeline.timer.totals()}
 
 
 def summarise(samples: list[dict[str, Any]], max_drop: float) -> dict[str, Any]:
@@ -109,6 +112,8 @@ def summarise(samples: list[dict[str, Any]], max_drop: float) -> dict[str, Any]:
         "produced_snippets_per_s": round(produced_snippets / seconds, 2) if seconds else 0.0,
         "scored_fraction": round(scored_fraction, 3),
         "real_time": drop_fraction <= max_drop and produced_snippets - snippets <= unscored_allowed,
+        **({"worker_load": {stage: round((last["stage_s"][stage] - first["stage_s"][stage]) / seconds, 3)
+                            for stage in last["stage_s"]}} if "stage_s" in last and seconds else {}),
     }
 
 
@@ -209,6 +214,39 @@ def run_child(args: argparse.Namespace, bundle: Path, cameras: int, runtime: Run
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def describe_video(path: Path) -> str:
+    """'name (768x432, 30 fps)'."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return f"{path.name} ({size[0]}x{size[1]}, {fps:g} fps)"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's soak table: per runtime the largest camera count held in real time and the loop's load."""
+    m = result["machine"]
+    lines = [f"Device loop soak on {m['cpu']} ({m.get('isa', '')}), {m['cores']} cores, load "
+             f"{m['load_average_1min']}: {result['video']} looped and paced at its frame rate per camera, "
+             f"clip batch {result['batch']}, {result['seconds']:.0f} s per camera count (second half measured), "
+             f"real time = at most {result['max_drop']:.0%} of frames dropped and the snippets scored.", "",
+             "| bundle | runtime | encoder images/s (b8) | cameras held in real time | snippets/s scored "
+             "| RSS slope MB/min | loop load at that count: clip / preprocess / head |", "|---|---|---|---|---|---|---|"]
+    for best in result["largest_real_time"]:
+        row = next((r for r in result["rows"] if r["runtime"] == best["runtime"] and r["clip"] == best["clip"]
+                    and r["cameras"] == best["cameras"] and r["real_time"]), None)
+        ips = best.get("encoder_images_per_s")
+        load = (" / ".join(f"{row['worker_load'].get(s, 0):.0%}" for s in ("clip", "preprocess", "head"))
+                if row and "worker_load" in row else "–")
+        lines.append(f"| {best['clip']} (encode_every {row['encode_every'] if row else '–'}) | {best['runtime']} | "
+                     f"{f'{ips:.1f}' if ips else '–'} | {best['cameras']} | "
+                     f"{row['snippets_per_s'] if row else '–'} | {row['rss_slope_mb_per_min'] if row else '–'} | "
+                     f"{load} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/soak.py", description=__doc__.split("\n")[0])
     parser.add_argument("--sources", nargs="+", default=["tiny", "random"], choices=["tiny", "random"],
@@ -235,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-drop", type=float, default=0.01, help="largest dropped fraction that is real time")
     parser.add_argument("--cache", type=Path, default=Path("bench/results/tmp"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
+    parser.add_argument("--readme", type=Path, help="also rewrite this README's soak block")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     search = args.cameras == ["search"]
@@ -312,12 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     print("largest real-time camera count: "
           + ", ".join(f"{b['clip']} {b['runtime']} {b['cameras']}" for b in largest))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    result = {
         "machine": {"cpu": cpu_model(), "isa": isa_summary(cpu_flags()), "cores": os.cpu_count(),
                     "load_average_1min": round(os.getloadavg()[0], 2)},
-        "video": args.video.name, "seconds": args.seconds, "batch": args.batch, "threads": args.threads,
-        "queue_size": args.queue_size, "max_drop": args.max_drop, "largest_real_time": largest, "rows": rows},
-        indent=2) + "\n")
+        "video": describe_video(args.video), "seconds": args.seconds, "batch": args.batch, "threads": args.threads,
+        "queue_size": args.queue_size, "max_drop": args.max_drop, "largest_real_time": largest, "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    if args.readme:
+        from bench.report import replace_block
+
+        args.readme.write_text(replace_block(args.readme.read_text(), markdown(result).rstrip("\n"), "soak"))
     log.info("wrote %s", args.out)
     return 0
 

@@ -63,6 +63,10 @@ class StageTimer:
         finally:
             self.add(stage, time.perf_counter() - start, items)
 
+    def totals(self) -> dict[str, float]:
+        """Seconds per stage so far in this interval (a reading for another thread: no reset)."""
+        return {stage: stats.total_s for stage, stats in self._current.items()}
+
     def snapshot(self) -> dict[str, StageStats]:
         """The interval's figures; the timer starts a new interval."""
         current, self._current = self._current, {s: StageStats() for s in self._stages}

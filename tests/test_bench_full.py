@@ -169,3 +169,23 @@ def test_the_student_waits_for_its_teacher_and_reports_two_rows() -> None:
     table = aggregate(jobs)["ucf"]
     assert table["student"]["auc"]["mean"] == 80.0 and "false_alarms_per_hour" not in table["student"]
     assert table["student_stream"]["latency_s_median"] == {"mean": 4.5, "std": pytest.approx(0.7071, abs=1e-4), "n": 2}
+
+
+def test_readme_block_from_a_report(tmp_path: Path) -> None:
+    from bench.full import aggregate, update_readme
+    from bench.report import markers
+
+    figures = {"auc": 80.0, "ap": 30.0, "map_avg": 10.0, "map_corrected_avg": 12.0}
+    jobs = [{"row": row, "layout": lay, "seed": s, "status": "ok", "metrics": figures, "also": None}
+            for row in ("mil", "cross") for lay in ("ucf", "xd") for s in (0, 1)]
+    results = {"plan": {"profile": "cpu", "scale": 0.25, "scale_xd": 0.1, "seeds": [0, 1]},
+               "hardware": {"cpu": "X", "cores": 2, "gpu": None}, "commit": "abc", "wall_seconds": 60.0,
+               "created": "today", "table": aggregate(jobs), "jobs": jobs}
+    start, end = markers("accuracy")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{start}\nold\n{end}\n")
+    update_readme(readme, results, tmp_path / "bench" / "results" / "full")
+    text = readme.read_text()
+    assert "old" not in text and "scale 0.25 (UCF) / 0.1 (XD)" in text and "no GPU, X (2 cores)" in text
+    assert "| CPL-VAD (cross, CAR) | 80.00 ± 0.00 | 30.00 ± 0.00 | 10.00 ± 0.00 | 80.00 ± 0.00 |" in text
+    assert "(bench/results/full/report.md)" in text

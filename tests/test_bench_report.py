@@ -215,3 +215,13 @@ def test_subset_test_cuts_the_ground_truth(tmp_path) -> None:
     np.testing.assert_array_equal(sub.gt_frames, np.concatenate([frames[0], frames[1]]))
     assert [s.tolist() for s in sub.segments] == [[[16, 32]], [[0, 48]]]
     assert sub.seg_labels == [["Abuse"], ["A"]]
+
+
+def test_named_blocks_are_replaced_and_must_exist() -> None:
+    from bench.report import markers
+
+    start, end = markers("accuracy")
+    text = f"a\n{start}\nold\n{end}\nb\n"
+    assert replace_block(text, "new", "accuracy") == f"a\n{start}\nnew\n{end}\nb\n"
+    with pytest.raises(ValueError, match="no <!-- soak:start -->"):
+        replace_block(text, "x", "soak")

@@ -465,3 +465,17 @@ def test_soak_camera_search_finds_the_largest_count_that_holds() -> None:
             assert max((n for n, ok in tried.items() if ok), default=0) == capacity
             assert len(tried) <= (6 if abs(capacity - start) <= start // 3 else 16)  # a search, not a sweep
     assert next_camera_count({}, 100, limit=8) == 8
+
+
+def test_soak_markdown_names_the_largest_count_and_the_load() -> None:
+    from bench.soak import markdown
+
+    row = {"clip": "random", "runtime": "openvino int8", "cameras": 12, "real_time": True, "encode_every": 16,
+           "snippets_per_s": 22.5, "rss_slope_mb_per_min": 0.1, "worker_load": {"clip": 0.8, "preprocess": 0.05,
+                                                                                "head": 0.02}}
+    result = {"machine": {"cpu": "X", "isa": "AVX2, no AMX", "cores": 2, "load_average_1min": 0.5},
+              "video": "v.mp4 (768x432, 30 fps)", "batch": 8, "seconds": 40.0, "max_drop": 0.01, "rows": [row],
+              "largest_real_time": [{"clip": "random", "runtime": "openvino int8", "cameras": 12,
+                                     "encoder_images_per_s": 38.0}]}
+    text = markdown(result)
+    assert "| random (encode_every 16) | openvino int8 | 38.0 | 12 | 22.5 | 0.1 | 80% / 5% / 2% |" in text

@@ -362,8 +362,9 @@ def test_stage_stats_by_hand() -> None:
     timer.add("head", 0.002)
     with pytest.raises(KeyError, match="unknown stage 'gpu'"):
         timer.add("gpu", 1.0)
+    assert timer.totals()["head"] == pytest.approx(0.002) and timer.totals()["head"] == pytest.approx(0.002)
     first, second = timer.snapshot(), timer.snapshot()
-    assert first["head"].calls == 1 and second["head"].calls == 0
+    assert first["head"].calls == 1 and second["head"].calls == 0 and timer.totals()["head"] == 0.0
     payload = stats_payload(device="d", interval_s=2.0, stages=first, cameras={"a": {"fps": 1.0}},
                             outbox_depth=3, outbox_dropped=0)
     assert payload["stages"]["head"]["ms_per_call"] == pytest.approx(2.0)
