@@ -31,7 +31,7 @@ BENCHMARKS = {  # cplvad bench NAME: one benchmark on its own (plain `cplvad ben
     "full": "bench.full", "report": "bench.report", "edge-fps": "bench.edge_fps", "soak": "bench.soak",
     "encoder-runtimes": "bench.encoder_runtimes", "clip-throughput": "bench.clip_throughput",
     "head-latency": "bench.head_latency", "int8-speed": "bench.int8_speed", "train-speed": "bench.train_speed",
-    "snippet-policy": "bench.snippet_policy",
+    "snippet-policy": "bench.snippet_policy", "level-fusion": "bench.level_fusion",
 }
 
 

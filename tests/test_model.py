@@ -107,8 +107,15 @@ def test_predict_at_the_input_rate(model: CPLVAD) -> None:
     assert (pred.binary[~mask] == 0).all() and (pred.levels[1, :, 11:] == 0).all()
     # snippet 5 reads level 0 at 5, level 1 at 2, level 2 at 1
     logits = [out.binary_logits[0][0, 5], out.binary_logits[1][0, 2], out.binary_logits[2][0, 1]]
-    torch.testing.assert_close(pred.binary[0, 5], torch.sigmoid(torch.stack(logits).mean()))
     torch.testing.assert_close(pred.levels[0, :, 5], torch.sigmoid(torch.stack(logits)))
+    default = model.config
+    try:
+        model.config = default.model_copy(update={"fusion": "finest"})
+        torch.testing.assert_close(model.predict(x, mask).binary[0, 5], torch.sigmoid(logits[0]))
+        model.config = default.model_copy(update={"fusion": "mean"})
+        torch.testing.assert_close(model.predict(x, mask).binary[0, 5], torch.sigmoid(torch.stack(logits).mean()))
+    finally:
+        model.config = default
 
 
 def test_cached_text_features_give_the_same_outputs(model: CPLVAD) -> None:

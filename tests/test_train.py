@@ -52,3 +52,13 @@ def test_two_stage_run_writes_its_folder(tmp_path: Path) -> None:
     metrics = json.loads((teacher / "metrics.json").read_text())
     assert {"auc", "ap", "map", "map_corrected", "binary_branch", "class_branch"} <= set(metrics)
     assert 0.0 <= metrics["auc"] <= 1.0 and set(metrics["map"]) == {"0.1", "0.2", "0.3", "0.4", "0.5", "avg"}
+
+
+def test_fusion_picks_the_finest_level_or_the_mean() -> None:
+    import torch
+
+    from train.models.cplvad import fuse_levels
+
+    logits = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [5.0, 4.0]]])  # (B=1, L=3, T=2)
+    assert fuse_levels(logits, "finest").tolist() == [[1.0, -2.0]]
+    assert torch.allclose(fuse_levels(logits, "mean"), torch.tensor([[3.0, 2 / 3]]))

@@ -3,8 +3,9 @@
     cplvad distill --teacher RUN [--config configs/distill/default.yaml] [--set key=value ...] [--out DIR]
 
 Targets. The teacher (``RUN/teacher.pt``, its text cache ``RUN/text_embeddings.npz``) is run once over every
-training crop at the native rate (``CPLVAD.predict_video``); its fused outputs P_b (sigmoid of the level-mean
-logit) and P_c (softmax of the level-mean logits) are the soft targets of EVERY student level:
+training crop at the native rate (``CPLVAD.predict_video``); its fused outputs P_b (its anomaly score: the finest
+level's, or the level-mean logit's, per its ``fusion``) and P_c (softmax of the level-mean logits) are the soft
+targets of EVERY student level:
 
   * soft BCE between each level's anomaly probability and P_b;
   * KL(P_c || each level's class probabilities);
@@ -16,7 +17,7 @@ logit) and P_c (softmax of the level-mean logits) are the soft targets of EVERY 
 Each term has its weight in ``loss``; configs/distill/default.yaml turns the video-level ones off (they trade
 the student's fidelity to the teacher for AP, measured there), configs/distill/demo.yaml keeps them.
 
-Why the level-mean and not level to level: the teacher has more levels than the student and its top level
+Why the fused output and not level to level: the teacher has more levels than the student and its top level
 attends globally, past and future; a causal level cannot follow it, and the teacher's single levels are noisier
 than their fusion, which is what the papers evaluate. Matching every student level to the fused output gives each
 level a clean full-rate target, while the per-level video losses keep the levels' own temporal scales.
