@@ -105,7 +105,8 @@ class Plan:
         rows = tuple(ROWS)
         if profile == "gpu":
             return cls(profile, 1.0, ("ucf", "xd"), (0, 1, 2), rows, "_full", ("plot_videos=0", "data.memory_mb=16384"),
-                       ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8)
+                       ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8,
+                       student=("crops=1",))
         if profile == "cpu":
             return cls(profile, 0.25, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=2,
                        threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1", "optim.epochs=6"))
