@@ -107,7 +107,7 @@ def gemm_model(path: Path, shape: tuple[int, int, int] = GEMM_SHAPE, seed: int =
 
 def gemm_models(cache: Path) -> dict[str, Path]:
     """The GEMM model in float and its s8s8 / u8s8 Q/DQ flavours (quantized as the encoder's)."""
-    fp32 = cache / "gemm" / "gemm.onnx"
+    fp32 = cache / "gemm-v2" / "gemm.onnx"
     if not fp32.is_file():
         gemm_model(fp32)
     x = np.random.default_rng(1).normal(size=(GEMM_SHAPE[0], GEMM_SHAPE[1])).astype(np.float32)
@@ -115,7 +115,7 @@ def gemm_models(cache: Path) -> dict[str, Path]:
     for flavour in ("s8s8", "u8s8"):
         target = fp32.with_name(f"gemm.{flavour}.onnx")
         if not target.is_file():
-            quantize(fp32, target, FeedReader([{"x": x}]), flavour=flavour)
+            quantize(fp32, target, FeedReader([{"x": x}]), flavour=flavour, keep_float=[])  # the product itself
         out[flavour] = target
     return out
 

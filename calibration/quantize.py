@@ -101,14 +101,15 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantize(src: str | Path, dst: str | Path, reader: FeedReader, *, flavour: str, method: str = "minmax",
-             per_channel: bool = True) -> dict:
-    """Write the Q/DQ model ``dst`` from float ``src``; returns what was done (for the manifest)."""
+             per_channel: bool = True, keep_float: list[str] | None = None) -> dict:
+    """Write the Q/DQ model ``dst`` from float ``src``; returns what was done (for the manifest).
+    ``keep_float``: names of the nodes left in float (default :func:`float_nodes`)."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour {flavour!r}; expected one of {FLAVOURS}")
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r}; expected one of {sorted(METHODS)}")
     model = _named(onnx.load(str(src)))
-    excluded = float_nodes(model)
+    excluded = float_nodes(model) if keep_float is None else keep_float
     symmetric = flavour == "s8s8"
     extra: dict = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
     if symmetric:  # TensorRT placement: Q/DQ on the inputs of matrix products only, their outputs stay float

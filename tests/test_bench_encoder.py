@@ -36,3 +36,14 @@ def test_level_fusion_rules_by_hand() -> None:
     assert weighted[0] > 0.5 > weighted[1]  # the finest level weighs most
     table = markdown({"a": {r: {"auc": 1.0, "ap": 2.0} for r in rules}})
     assert "| fusion finest | 1.00 | 2.00 |" in table
+
+
+def test_gemm_probe_is_quantized_for_the_int8_runtimes(tmp_path: Path) -> None:
+    import onnx
+
+    from bench.encoder_runtimes import gemm_models
+
+    models = gemm_models(tmp_path)
+    for flavour in ("s8s8", "u8s8"):
+        ops = [n.op_type for n in onnx.load(str(models[flavour])).graph.node]
+        assert "MatMul" in ops and ops.count("DequantizeLinear") >= 2, ops  # both operands through Q/DQ

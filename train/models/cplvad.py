@@ -70,7 +70,7 @@ class CPLVADConfig(StrictModel):
     temperature: float = 0.07  # of the cosine class logits
     abs_position: bool = False  # add sinusoidal absolute positions after the embedding (ActionFormer: off)
     input_skip: bool = True  # add a linear map of the (max-pooled) input snippets to every level's features
-    fusion: Literal["finest", "mean"] = "mean"  # the anomaly score: the finest level's (stride 1), or the mean of
+    fusion: Literal["finest", "mean"] = "finest"  # the anomaly score: the finest level's (stride 1), or the mean of
     # every level's upsampled logits (the paper's). Coarse levels repeat one value over 2^l snippets and smear short
     # events: on the generated benchmarks the finest level scored 1-5 AP above the mean on both layouts (README)
 
