@@ -505,7 +505,8 @@ def merge(parts: list[dict]) -> dict:
             if key not in best or job["status"] == "ok" or best[key]["status"] != "ok":
                 best[key] = job
     jobs = list(best.values())
-    hardware = {k: " | ".join(dict.fromkeys(str(p["hardware"].get(k)) for p in parts)) for k in parts[0]["hardware"]}
+    hardware = {k: " | ".join(dict.fromkeys(str(v) for p in parts if (v := p["hardware"].get(k)) is not None)) or None
+                for k in parts[0]["hardware"]}  # a field no part knows (no GPU) stays None
     plan = dict(parts[0]["plan"])
     plan["seeds"] = sorted({j["seed"] for j in jobs})
     return {"created": parts[-1]["created"], "commit": " | ".join(dict.fromkeys(p["commit"] for p in parts)),
