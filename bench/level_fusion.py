@@ -35,14 +35,22 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def model_fusion(p: np.ndarray, fusion: str) -> np.ndarray:
+    """The teacher's own rule (``train.models.cplvad.fuse_levels``) on per-level probabilities [L, N] -> [N]."""
+    import torch
+
+    from train.models.cplvad import fuse_levels
+
+    return _sigmoid(fuse_levels(torch.from_numpy(_logit(p))[None], fusion)[0].numpy())
+
+
 def fusion_rules(levels: int) -> dict[str, Rule]:
     """The rules compared, by name: every level alone, then the fusions."""
     weights = 0.5 ** np.arange(levels)
     weights /= weights.sum()
     rules: dict[str, Rule] = {f"level {l} alone (stride {2 ** l})": (lambda l: lambda p: p[l])(l)
                               for l in range(levels)}
-    rules["fusion mean (the paper's)"] = lambda p: _sigmoid(_logit(p).mean(0))
-    rules["fusion finest"] = lambda p: p[0]
+    rules["fusion mean (the paper's)"] = lambda p: model_fusion(p, "mean")  # level 0 alone is fusion: finest
     rules["mean of the 3 finest"] = lambda p: _sigmoid(_logit(p[:3]).mean(0))
     rules["stride-weighted mean (2^-l)"] = lambda p: _sigmoid((weights[:, None] * _logit(p)).sum(0))
     return rules

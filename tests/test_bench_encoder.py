@@ -29,13 +29,13 @@ def test_level_fusion_rules_by_hand() -> None:
 
     p = np.array([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])  # [L=3, N=2]
     rules = fusion_rules(3)
-    np.testing.assert_allclose(rules["fusion finest"](p), [0.9, 0.1])
+    np.testing.assert_allclose(rules["level 0 alone (stride 1)"](p), [0.9, 0.1])  # = fusion: finest
     np.testing.assert_allclose(rules["level 2 alone (stride 4)"](p), [0.1, 0.9])
     np.testing.assert_allclose(rules["fusion mean (the paper's)"](p), [0.5, 0.5], atol=1e-9)  # logits cancel
     weighted = rules["stride-weighted mean (2^-l)"](p)
     assert weighted[0] > 0.5 > weighted[1]  # the finest level weighs most
     table = markdown({"a": {r: {"auc": 1.0, "ap": 2.0} for r in rules}})
-    assert "| fusion finest | 1.00 | 2.00 |" in table
+    assert "| fusion mean (the paper's) | 1.00 | 2.00 |" in table
 
 
 def test_gemm_probe_is_quantized_for_the_int8_runtimes(tmp_path: Path) -> None:
