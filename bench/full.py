@@ -2,10 +2,10 @@
 
     PYTHONPATH=. python3 -m bench.full --profile gpu|cpu|tiny [--out bench/results/full] [--work DIR]
         [--parallel N] [--cap S] [--wall S] [--seeds 0 1 2] [--rows mil stage1 ...] [--layouts ucf xd] [--scale F]
-        [--scale-xd F]
+        [--scale-xd F] [--regime default|context] [--set KEY=VALUE ...] [--student-set KEY=VALUE ...]
     PYTHONPATH=. python3 -m bench.full --merge A/results.json B/results.json --out bench/results/full
 
-Generates both layouts' benchmark (``cplvad synth``, generator seed 0, ``--workers``), then runs every (row,
+Generates both layouts' benchmark (``cplvad synth``, generator seed 0, or ``--regime``'s, ``--workers``), then runs every (row,
 layout, seed) as its own child process (``python -m cplvad train|baseline``), ``--parallel`` at a time, each
 under a time cap (``--cap`` seconds; and none starts or runs past ``--wall`` seconds from the start). A run that
 hits a cap is recorded as ``capped``, one that fails as ``failed``, one never started as ``not run``: nothing is
@@ -18,8 +18,9 @@ Rows: ``mil`` (train.training.baseline, configs/train/mil.yaml), and the teacher
 with ``stage1`` (pseudo.mode=none), ``b2c``, ``c2b``, ``self``, ``nocar`` (cross, pseudo.car=false), ``cross``
 (CPL-VAD). Each teacher row runs whole (stage 1 is not shared between rows). ``student``: ``cplvad distill``
 (configs/distill/default.yaml) from the ``cross`` run of the same layout and seed (it starts once that run is
-done), which reports two rows: the student offline and streaming (the device's loop and smoother, with false
-alarms per hour of normal video, with and without the warm-up, and the alert latency).
+done), which reports three rows: the student offline, streaming (the device's loop and smoother, with false
+alarms per hour of normal video, with and without the warm-up, and the alert latency) and INT8 streaming (the
+same loop on the head quantized as ``cplvad calibrate`` does it, ONNX Runtime u8s8).
 
 Profiles:
   gpu   scale 1.0 (the whole training list), the paper's sizes (configs/train/{ucf,xd}_full.yaml: d=512, 8 heads,
@@ -55,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train.data.synth import REGIMES
 from train.paths import PROJECT_ROOT
 
 log = logging.getLogger("bench.full")
@@ -67,11 +69,14 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {  # key: (name in the report, te
     "self": ("CPL-VAD self", ("pseudo.mode=self",)),
     "nocar": ("CPL-VAD cross, no CAR", ("pseudo.car=false",)),
     "cross": ("CPL-VAD (cross, CAR)", ()),
+    "student_teacher": ("CPL-VAD teacher of the student (its cross run)", ()),
     "student": ("student offline (distilled from CPL-VAD)", ()),
     "student_stream": ("student streaming (the device's loop)", ()),
+    "student_int8": ("student INT8 streaming (ONNX Runtime u8s8)", ()),
 }
 DEPENDS = {"student": "cross"}  # a row distilled from another row's run of the same layout and seed
-DERIVED = {"student_stream": "student"}  # rows measured by another row's job
+DERIVED = {"student_teacher": "student", "student_stream": "student", "student_int8": "student"}  # rows measured
+# by another row's job (the student's evaluation scores its teacher on the same test set)
 METRICS = ("auc", "ap", "map_avg", "map_corrected_avg")
 ALERT_METRICS = ("false_alarms_per_hour", "false_alarms_per_hour_no_warmup", "latency_s_median", "alerted_percent")
 STATUSES = ("ok", "capped", "failed", "not run")
@@ -96,6 +101,7 @@ class Plan:
     wall: float | None = None  # seconds in all (None: no limit)
     synth_workers: int = 1  # per layout
     scale_xd: float | None = None  # XD's scale where it differs (its list is 2.5x UCF's)
+    regime: str = "default"  # the generator's regime (train.data.synth.REGIMES: knobs and a generator seed)
 
     def scale_of(self, layout: str) -> float:
         return self.scale_xd if layout == "xd" and self.scale_xd is not None else self.scale
@@ -106,10 +112,10 @@ class Plan:
         if profile == "gpu":
             return cls(profile, 1.0, ("ucf", "xd"), (0, 1, 2), rows, "_full", ("plot_videos=0", "data.memory_mb=16384"),
                        ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8,
-                       student=("crops=1",))
+                       student=("crops=1", "evaluate_int8=u8s8"))
         if profile == "cpu":
             return cls(profile, 0.25, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=2,
-                       threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1", "optim.epochs=6"))
+                       threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1", "optim.epochs=6", "evaluate_int8=u8s8"))
         if profile == "tiny":
             return cls(profile, 0.02, ("ucf",), (0,), ("mil", "stage1"), "",
                        ("plot_videos=0", "optim.epochs_stage1=1", "optim.epochs_stage2=1", "model.d_model=32",
@@ -180,8 +186,10 @@ def alerts(streaming: dict) -> dict[str, float]:
 def run_metrics(row: str, metrics: dict) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """(the row's figures, the DERIVED rows' figures) from its run's metrics.json."""
     if row == "student":
+        streaming = {"student_stream": "student_streaming", "student_int8": "student_int8_streaming"}
         return accuracy(metrics["student_offline"]), {
-            "student_stream": accuracy(metrics["student_streaming"]) | alerts(metrics["student_streaming"])}
+            **({"student_teacher": accuracy(metrics["teacher"])} if "teacher" in metrics else {}),
+            **{mine: accuracy(metrics[key]) | alerts(metrics[key]) for mine, key in streaming.items() if key in metrics}}
     return accuracy(metrics), {}
 
 
@@ -299,10 +307,12 @@ def aggregate(jobs: list[dict]) -> dict[str, dict[str, dict]]:
         for row in (job["row"], *derived):
             cell = table.setdefault(job["layout"], {}).setdefault(
                 row, {"seeds": [], "capped": [], "failed": [], "not_run": [], "_values": []})
-            key = {"ok": "seeds", "capped": "capped", "failed": "failed", "not run": "not_run"}[job["status"]]
+            values = job["metrics"] if row == job["row"] else (job.get("also") or {}).get(row)
+            status = "not run" if job["status"] == "ok" and values is None else job["status"]  # measured later
+            key = {"ok": "seeds", "capped": "capped", "failed": "failed", "not run": "not_run"}[status]
             cell[key].append(job["seed"])
-            if job["status"] == "ok":
-                cell["_values"].append(job["metrics"] if row == job["row"] else (job.get("also") or {})[row])
+            if status == "ok":
+                cell["_values"].append(values)
     for rows in table.values():
         for cell in rows.values():
             values = cell.pop("_values")
@@ -342,18 +352,28 @@ def scale_text(plan: dict) -> str:
     return f"{plan['scale']:g}" if xd is None or xd == plan["scale"] else f"{plan['scale']:g} (UCF) / {xd:g} (XD)"
 
 
+def regime_text(plan: dict) -> str:
+    """'`cplvad synth`, generator seed 0' or, for another regime, its name, seed and knobs."""
+    seed, knobs = REGIMES[plan.get("regime", "default")]
+    if plan.get("regime", "default") == "default":
+        return f"`cplvad synth`, generator seed {seed}"
+    return f"`cplvad synth --regime {plan['regime']}`: generator seed {seed}, {', '.join(f'`{k}`' for k in knobs)}"
+
+
 def write_report(results: dict, out: Path) -> str:
     """report.md and accuracy.png in ``out`` from results.json's content; returns the markdown."""
     plan = results["plan"]
     seeds = len(plan["seeds"])
     lines = [f"# Full accuracy report ({plan['profile']} profile)", "",
              f"*{caption(results)}*", "",
-             f"Generated benchmark (`cplvad synth`, generator seed 0) at scale {scale_text(plan)} of the training list; "
+             f"Generated benchmark ({regime_text(plan)}) at scale {scale_text(plan)} of the training list; "
              f"training seeds {', '.join(map(str, plan['seeds']))}; teacher configs "
              f"`configs/train/<layout>{plan['config_suffix']}.yaml`"
              + (f" with {', '.join(f'`{o}`' for o in plan['teacher'])}" if plan["teacher"] else "")
              + (f"; MIL `configs/train/mil.yaml` with {', '.join(f'`{o}`' for o in plan['mil'])}" if plan["mil"]
                 else "")
+             + (f"; student `configs/distill/default.yaml` with {', '.join(f'`{o}`' for o in plan['student'])}"
+                if plan.get("student") and "student" in plan["rows"] else "")
              + f". Mean ± sample std over the seeds that finished; each run capped at {plan['cap']:.0f} s"
              + (f", {plan['wall']:.0f} s in all" if plan.get("wall") else "") + ".", ""]
     for layout, rows in results["table"].items():
@@ -402,10 +422,11 @@ def readme_block(results: dict, report: str) -> str:
                              for c in cells)
         runs = "; ".join(f"{lay.upper()} {runs_text(c, seeds)}" for lay, c in zip(layouts, cells) if c)
         lines.append(f"| {ROWS[key][0]} | {figures} | {runs} |")
-    for lay in layouts:
-        stream = table[lay].get("student_stream")
-        if stream and "false_alarms_per_hour" in stream:
-            lines += ["", f"{lay.upper()} streaming alerts of the student (the bundle's smoother): "
+    for lay, key in ((lay, key) for lay in layouts for key in ("student_stream", "student_int8")):
+        stream = table[lay].get(key)
+        if stream and (stream.get("false_alarms_per_hour") or {}).get("mean") is not None:
+            which = "the student" if key == "student_stream" else "the INT8 student"
+            lines += ["", f"{lay.upper()} streaming alerts of {which} (the bundle's smoother): "
                       f"{cell_text(stream, 'false_alarms_per_hour')} false alarms per hour of normal video "
                       f"({cell_text(stream, 'false_alarms_per_hour_no_warmup')} without the warm-up), "
                       f"{cell_text(stream, 'alerted_percent')} % of anomalous segments alerted, median latency "
@@ -478,11 +499,12 @@ def synth(plan: Plan, work: Path, logs: Path) -> dict[str, Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for layout in plan.layouts:
         scale = plan.scale_of(layout)
-        folder = data[layout] = work / "data" / f"{layout}-{scale:g}"
+        regime = "" if plan.regime == "default" else f"-{plan.regime}"
+        folder = data[layout] = work / "data" / f"{layout}-{scale:g}{regime}"
         meta = folder / "dataset.json"
         if meta.is_file() and json.loads(meta.read_text()).get("scale") == scale:
             continue
-        args = [sys.executable, "-m", "cplvad", "synth", "--layout", layout, "--seed", "0", "--scale",
+        args = [sys.executable, "-m", "cplvad", "synth", "--layout", layout, "--regime", plan.regime, "--scale",
                 str(scale), "--out", str(folder), "--force", "--workers", str(plan.synth_workers)]
         logs.mkdir(parents=True, exist_ok=True)
         procs.append((layout, subprocess.Popen(args, cwd=PROJECT_ROOT, env=env,
@@ -545,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, help="of every layout's training list")
     parser.add_argument("--scale-xd", type=float, help="of XD's training list, where it differs from --scale")
     parser.add_argument("--synth-workers", type=int)
+    parser.add_argument("--regime", choices=sorted(REGIMES),
+                        help="the benchmark's regime (cplvad synth --regime; its own generator seed)")
+    parser.add_argument("--set", dest="teacher_set", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more override of every teacher row (e.g. model.fusion=mean, the paper's rule)")
+    parser.add_argument("--student-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more override of the distillation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -566,7 +594,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "seeds": args.seeds and tuple(args.seeds), "rows": args.rows and tuple(args.rows),
                                  "layouts": args.layouts and tuple(args.layouts), "scale": args.scale,
                                  "scale_xd": args.scale_xd,
-                                 "synth_workers": args.synth_workers}.items() if v is not None}
+                                 "synth_workers": args.synth_workers, "regime": args.regime}.items()
+               if v is not None}
+    if args.teacher_set:
+        changes["teacher"] = (*plan.teacher, *args.teacher_set)
+    if args.student_set:
+        changes["student"] = (*plan.student, *args.student_set)
     if args.wall is not None:
         changes["wall"] = args.wall or None
     if args.scale is not None and args.scale_xd is None:

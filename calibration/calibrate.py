@@ -146,6 +146,23 @@ def head_detection(float_head: OnnxRuntimeBackend, int8_heads: dict[str, OnnxRun
     return out
 
 
+def head_calibration_set(sequences: list[np.ndarray], window: int, cfg: CalibrateConfig
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head's ring-buffer windows [K, W, D], their masks [K, W] and which are held out for the gate [K]."""
+    x, mask = sample_windows(sequences, window, cfg.head_windows, cfg.seed)
+    return x, mask, holdout_mask(len(x), cfg.holdout, cfg.seed)
+
+
+def quantize_head(src: Path, dst: Path, sequences: list[np.ndarray], text: np.ndarray, window: int,
+                  cfg: CalibrateConfig, flavour: str) -> dict:
+    """``dst``: the Q/DQ head calibrated as :func:`calibrate` does it, on the windows of ``sequences`` it does
+    not hold out (for a run's INT8 evaluation without a bundle)."""
+    x, mask, held = head_calibration_set(sequences, window, cfg)
+    rows = np.flatnonzero(~held)
+    reader = FeedReader(batched_feeds({"features": x[rows], "mask": mask[rows]}, cfg.batch, {"text": text}))
+    return quantize(src, dst, reader, flavour=flavour, method=cfg.method, per_channel=cfg.per_channel)
+
+
 def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, *, data: str | Path | None = None,
               feature_root: str | Path | None = None) -> list[dict[str, Any]]:
     """Quantize, gate and record; returns the gate rows (one per model and flavour)."""
@@ -169,8 +186,7 @@ def calibrate(bundle_dir: str | Path, sources: list[str], cfg: CalibrateConfig, 
     else:
         sequences = frame_sequences(embeddings, frames.source_index)
         log.info("head windows from the calibration frames' CLIP embeddings (%d sources)", len(sequences))
-    x, mask = sample_windows(sequences, bundle.window, cfg.head_windows, cfg.seed)
-    held_w = holdout_mask(len(x), cfg.holdout, cfg.seed)
+    x, mask, held_w = head_calibration_set(sequences, bundle.window, cfg)
 
     def clip_feeds(rows: np.ndarray) -> list[dict[str, np.ndarray]]:
         return batched_feeds({CLIP_INPUT_NAME: pixels(frames.crops[rows], spec)}, cfg.batch)

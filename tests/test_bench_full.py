@@ -150,7 +150,7 @@ def test_merge_keeps_finished_runs_of_every_file(tmp_path: Path) -> None:
     assert "H200" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_the_student_waits_for_its_teacher_and_reports_two_rows() -> None:
+def test_the_student_waits_for_its_teacher_and_reports_its_rows() -> None:
     from bench.full import Job, aggregate, next_ready
 
     cross, student, mil = Job("cross", "ucf", 0), Job("student", "ucf", 0), Job("mil", "ucf", 0)
@@ -166,8 +166,10 @@ def test_the_student_waits_for_its_teacher_and_reports_two_rows() -> None:
               "alerted_percent": 50.0}
     jobs = [{"row": "student", "layout": "ucf", "seed": s, "status": "ok", "metrics": figures,
              "also": {"student_stream": figures | alerts | {"latency_s_median": 4.0 + s}}} for s in (0, 1)]
+    jobs[1]["also"]["student_int8"] = figures | alerts  # seed 0's run predates the INT8 row: not run for it
     table = aggregate(jobs)["ucf"]
     assert table["student"]["auc"]["mean"] == 80.0 and "false_alarms_per_hour" not in table["student"]
+    assert table["student_int8"]["seeds"] == [1] and table["student_int8"]["not_run"] == [0]
     assert table["student_stream"]["latency_s_median"] == {"mean": 4.5, "std": pytest.approx(0.7071, abs=1e-4), "n": 2}
 
 

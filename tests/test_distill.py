@@ -184,6 +184,23 @@ def test_distillation_lowers_its_loss(runs: tuple[Path, Path]) -> None:
     assert ckpt["dataset"] == "ucf" and tuple(ckpt["classes"]) == UCF.names
 
 
+def test_int8_streaming_row_runs_the_quantized_head(runs: tuple[Path, Path]) -> None:
+    """``cplvad eval --int8``: the head exported and quantized (Q/DQ nodes in the file), streamed with the float
+    student's smoother; on this data its detection stays close to the float streaming row."""
+    import onnx
+
+    from train.evaluation.stream import evaluate_run
+
+    _, student_run = runs
+    result = evaluate_run(student_run, teacher=False, int8="u8s8")
+    int8, float_row = result["student_int8_streaming"], result["student_streaming"]
+    ops = {node.op_type for node in onnx.load(str(student_run / "int8" / "head.u8s8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert int8["flavour"] == "u8s8" and int8["events"]["theta_on"] == float_row["events"]["theta_on"]
+    assert abs(int8["auc"] - float_row["auc"]) < 0.05 and abs(int8["ap"] - float_row["ap"]) < 0.1
+    assert "student_int8_streaming" in json.loads((student_run / "metrics.json").read_text())
+
+
 def test_distillation_fits_the_teacher_targets(runs: tuple[Path, Path]) -> None:
     """With the soft targets alone, the student's distance to the teacher falls on a fixed set of windows."""
     from train.data.release import read_split

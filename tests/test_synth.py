@@ -14,6 +14,7 @@ from train.data.release import load_ground_truth, read_split
 from train.data.synth import (
     Generator,
     Knobs,
+    REGIMES,
     class_directions,
     coverage,
     generate,
@@ -122,6 +123,27 @@ def test_generator_is_a_function_of_its_stream() -> None:
     norms = np.linalg.norm(a[0], axis=1)
     assert 7 < norms.mean() < 14  # like CLIP ViT-B/16 image embeddings
     assert np.corrcoef(a[0].ravel(), a[1].ravel())[0, 1] > 0.9  # two crops of one video are close
+
+
+def test_context_regime_gives_some_scenes_a_class_as_their_whole_activity() -> None:
+    """``context``: about ``context_fraction`` of the videos hold one class direction over their whole length at an
+    anomaly's strength; the default regime draws nothing for it (its datasets are unchanged)."""
+    real, text = read_layout("ucf"), _text("ucf")
+    seed, knobs = REGIMES["context"]
+    context = Generator(text, seed, parse_knobs(list(knobs)), real.event_lengths)
+    plain = Generator(text, seed, Knobs(), real.event_lengths)
+    _, d = class_directions(text.astype(np.float64), Knobs().generic_weight, Knobs().confusion_tau)
+    lifted = []
+    for s in range(200):
+        a = context.video(np.random.default_rng(s), 40, [], [0], [0])[0]
+        b = plain.video(np.random.default_rng(s), 40, [], [0], [0])[0]
+        shift = (a - b).mean(0)  # the scene's persistent part the regime added
+        if np.linalg.norm(shift) > 1e-3:
+            cos = np.abs(d[1:] @ shift) / np.linalg.norm(shift)
+            assert cos.max() > 0.999 and np.allclose(a - b, shift, atol=1e-3)  # one class, every snippet
+            lifted.append(np.linalg.norm(shift))
+    assert 0.2 < len(lifted) / 200 < 0.4 and 2.0 < np.median(lifted) < 4.5
+    assert REGIMES["default"] == (0, ()) and REGIMES["context"][0] != 0  # a seed of its own
 
 
 # ------------------------------------------------------------ generated set

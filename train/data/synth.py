@@ -1,6 +1,7 @@
 """A CLIP-feature benchmark on the REAL UCF-Crime / XD-Violence layouts.
 
-``cplvad synth --layout ucf|xd --out DIR --seed N [--scale F] [--dtype float16|float32] [--workers N]``
+``cplvad synth --layout ucf|xd --out DIR [--seed N] [--regime default|context] [--scale F] [--dtype float16|float32]
+[--workers N] [--set KNOB=VALUE ...]``
 
 writes a dataset in the VadCLIP release format (see :mod:`train.data.release`): ``train.csv``, ``test.csv``,
 ``features/<video>__<crop>.npy`` [T,512], ``gt_frames.npy``, ``gt_segment.npy``, ``gt_label.npy``, plus
@@ -49,6 +50,15 @@ and on seed 0 UCF AUC 0.884 / AP 0.517 / mAP 19.0, XD AUC 0.899 / AP 0.758 / mAP
 (``cplvad baseline``, configs/train/mil.yaml).
 Subtle anomalies, soft edges, class confusions and distractors keep it from being trivial.
 
+Regimes (``REGIMES``, ``--regime``: knobs plus a generator seed of their own, so that no number of the default
+benchmark is tuned by them). ``context``: in the default regime every anomalous snippet differs from every normal
+one of any video along its class direction, so a per-snippet MIL head is the right model and a temporal one can
+only match it. Real footage is not like that: a boxing gym, a demolition site or an action film shows, as its
+ordinary activity, what would be fighting, an explosion or violence in another scene, and an anomaly is what
+departs from its own scene. In ``context`` a ``context_fraction`` of the videos (normal and anomalous, train and
+test alike) hold a class direction for their whole length at an anomaly's strength (``context_strength``, same
+log-normal spread): one of its snippets alone looks like an anomaly; the video around it says it is not.
+
 Defaults: ``--scale 0.1`` (161 UCF / 421 XD training videos, all crops) and float16 files: about 0.4 GB (UCF)
 and 0.6 GB (XD) and one to two minutes each on two CPU cores; the loader reads float16 or float32 alike.
 Every video has its own random stream (seed, split, index): the output is a function of seed and scale only.
@@ -81,6 +91,10 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2
 DEFAULT_SCALE = 0.1  # 161 UCF / 421 XD training videos
+REGIMES: dict[str, tuple[int, tuple[str, ...]]] = {  # name: (generator seed, knobs); see the module docstring
+    "default": (0, ()),
+    "context": (2, ("context_fraction=0.3",)),
+}
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,8 @@ class Knobs:
     distractor_strength: float = 3.0
     distractor_generic_weight: float = 0.3
     length_jitter: float = 0.2
+    context_fraction: float = 0.0  # the "context" regime (REGIMES): share of scenes with a class as their activity
+    context_strength: float = 3.0
 
 
 # ------------------------------------------------------------ directions
@@ -300,6 +316,11 @@ class Generator:
             view += x
             view += offset
             out[crop] = view
+        if k.context_fraction > 0 and rng.random() < k.context_fraction:  # the last draws: the rest is unchanged
+            activity = self.directions[rng.integers(1, len(self.directions))]
+            activity = (k.context_strength * rng.lognormal(0.0, k.strength_spread) * activity).astype(np.float32)
+            for view in out.values():
+                view += activity
         return out
 
 
@@ -308,7 +329,7 @@ class Generator:
 
 def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT_SCALE,
              dtype: str = "float16", knobs: Knobs | None = None, data_dir: str | Path | None = None,
-             force: bool = False, workers: int = 1) -> dict:
+             force: bool = False, workers: int = 1, regime: str = "default") -> dict:
     """Write the dataset (videos generated in ``workers`` processes); returns the dataset.json content."""
     t0 = time.perf_counter()
     out = Path(out)
@@ -357,7 +378,7 @@ def generate(layout: str, out: str | Path, seed: int = 0, scale: float = DEFAULT
     for fname, rows in (("train.csv", train_rows), ("test.csv", test_rows)):
         (out / fname).write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
     meta = {
-        "layout": layout, "seed": seed, "scale": scale, "dtype": dtype,
+        "layout": layout, "regime": regime, "seed": seed, "scale": scale, "dtype": dtype,
         "generator_version": GENERATOR_VERSION,
         "train_videos": len(chosen), "test_videos": len(real.test), "crops": CROPS[layout],
         "knobs": dataclasses.asdict(knobs),
@@ -470,7 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cplvad synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=sorted(SOURCES), required=True)
     parser.add_argument("--out", required=True, help="dataset folder to write")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="generator seed (default 0, or the regime's)")
+    parser.add_argument("--regime", choices=sorted(REGIMES), default="default",
+                        help="a documented benchmark regime: its knobs and its own generator seed (docstring)")
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
                         help="fraction of the real training list, stratified by label (default %(default)s)")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
@@ -485,8 +508,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="change a generator knob (repeatable), e.g. --set distractor_rate=3")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    generate(args.layout, args.out, args.seed, args.scale, args.dtype, knobs=parse_knobs(args.knob),
-             data_dir=args.data_dir, force=args.force, workers=args.workers)
+    regime_seed, regime_knobs = REGIMES[args.regime]
+    generate(args.layout, args.out, regime_seed if args.seed is None else args.seed, args.scale, args.dtype,
+             knobs=parse_knobs([*regime_knobs, *args.knob]), data_dir=args.data_dir, force=args.force,
+             workers=args.workers, regime=args.regime)
     log.info("next: cplvad baseline --data %s --out runs/mil_%s", args.out, args.layout)
 
 

@@ -1,13 +1,18 @@
 """Evaluate the student as the device runs it, beside the teacher and the student run offline.
 
     cplvad eval --run STUDENT_RUN [--data DIR] [--batch 256] [--warmup auto|N] [--threshold-quantile Q]
+        [--int8 u8s8|s8s8]
 
-Three rows on the test set, scored with the same metrics (``train.evaluation.metrics.evaluate_scores``):
+Three rows on the test set (four with ``--int8``), scored with the same metrics
+(``train.evaluation.metrics.evaluate_scores``):
 
   teacher            ``CPLVAD.predict_video``: whole video in chunks, sigmoid / softmax of the level means
   student offline    the student on the video cut into consecutive W-snippet windows
   student streaming  the device's loop: a ``FeatureRing`` of W; for every new snippet the student runs on the
                      window and the outputs of the newest valid row go to the ``CausalSmoother``
+  student INT8 streaming  the same loop on the INT8 head the device runs on a CPU (``--int8 u8s8``, ONNX Runtime) or
+                     builds TensorRT from (``s8s8``): exported (``cplvad export``'s ``export_head``) and quantized as
+                     ``cplvad calibrate --data`` does it, on the run's training features; same smoother
 
 The student's per-snippet anomaly score is the device's (``edge.stream``: the smoother's level aggregation,
 ``SmootherParams.score``, the score the device thresholds), offline too, so the rows differ only in what the model
@@ -18,7 +23,8 @@ training videos, :func:`calibrated_smoother`) as frame-level precision / recall 
 latency of the anomalous segments it caught. The streaming
 windows of a video are batched (``edge.stream.stream_outputs``), which equals the one-snippet-at-a-time loop
 (tested). Results go into
-``STUDENT_RUN/metrics.json`` (``teacher``, ``student_offline``, ``student_streaming``) and a printed table.
+``STUDENT_RUN/metrics.json`` (``teacher``, ``student_offline``, ``student_streaming``, ``student_int8_streaming``)
+and a printed table.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from edge import car
 from edge.configfile import load_config, run_main
 from edge.ringbuffer import FeatureRing
 from edge.smoother import SmootherParams
-from edge.stream import HeadFn, SnippetOutputs, smooth, stream_outputs
+from edge.stream import HeadFn, SnippetOutputs, backend_head, smooth, stream_outputs
 from train.data.release import FRAMES_PER_SNIPPET, GroundTruth, chunk, load_ground_truth, load_split, unchunk
 from train.training.distill_config import DistillConfig
 from train.evaluation.metrics import evaluate_scores
@@ -160,6 +166,25 @@ def stream_batched(student: Student, features: np.ndarray, text: torch.Tensor, b
     return stream_outputs(student_head(student, text), features, student.config.window, batch)
 
 
+def int8_head(run: Path, text: np.ndarray, data: str | Path, feature_root: str | None, dataset: str,
+              flavour: str, threads: int | None = None) -> HeadFn:
+    """The run's student as the device's INT8 head: ``RUN/int8/head.onnx`` (the bundle's export) and
+    ``RUN/int8/head.<flavour>.onnx``, calibrated as ``cplvad calibrate`` does on the training videos' windows,
+    run by ONNX Runtime on the CPU."""
+    from calibration.calibrate import CalibrateConfig, quantize_head  # export and calibration import this module
+    from calibration.dataset import feature_sequences
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from train.export.bundle import export_head
+
+    student, _ = Student.load_run(run, "cpu")
+    folder = run / "int8"
+    float_path = export_head(student, text, folder / "head.onnx")
+    target = folder / f"head.{flavour}.onnx"
+    sequences = feature_sequences(data, split="train", feature_root=feature_root, dataset=dataset)
+    quantize_head(float_path, target, sequences, text, student.config.window, CalibrateConfig(), flavour)
+    return backend_head(OnnxRuntimeBackend(target, threads=threads), text)
+
+
 @torch.no_grad()
 def stream_loop(student: Student, features: np.ndarray, text: torch.Tensor) -> StudentOutputs:
     """The device's loop, one snippet at a time: push into the ring, run the window, read the newest row."""
@@ -247,16 +272,18 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-ROWS = ("teacher", "student offline", "student streaming")
+ROWS = ("teacher", "student offline", "student streaming", "student INT8 streaming")
+STREAMING = ("student streaming", "student INT8 streaming")  # the rows with the smoother's events
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.device | str = "cpu",
                  batch: int = 256, teacher: bool = True, warmup: Warmup = WARMUP_AUTO,
-                 threshold_quantile: float = 0.995) -> dict:
-    """Score teacher, student offline and student streaming on the test set; merged into RUN/metrics.json.
+                 threshold_quantile: float = 0.995, int8: str | None = None) -> dict:
+    """Score teacher, student offline and student streaming (and, with ``int8`` = a flavour, the INT8 head
+    streaming: :func:`int8_head`) on the test set; merged into RUN/metrics.json.
     The streaming events come from the smoother the bundle will carry (:func:`calibrated_smoother` on the run's
-    training data, with ``threshold_quantile`` and ``warmup`` as ``cplvad export`` takes them), and again without
-    warm-up, for comparison."""
+    training data, with ``threshold_quantile`` and ``warmup`` as ``cplvad export`` takes them; the INT8 head keeps
+    the float student's, as the device does), and again without warm-up, for comparison."""
     run = Path(run)
     device = torch.device(device)
     cfg = load_config(DistillConfig, run / "config.yaml")
@@ -278,11 +305,15 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
     elif teacher:
         log.warning("teacher run %s not found: the teacher row is left out", cfg.teacher)
 
+    heads: dict[str, HeadFn] = {"student streaming": student_head(student, text)}
+    if int8:
+        heads["student INT8 streaming"] = int8_head(run, text_file.embeddings, cfg.data, cfg.feature_root,
+                                                    truth.label_map.dataset, int8, torch.get_num_threads())
     binary: dict[str, dict[str, np.ndarray]] = {row: {} for row in ROWS}  # row -> video -> [N]
     classes: dict[str, dict[str, np.ndarray]] = {row: {} for row in ROWS}  # row -> video -> [N, M]
-    events: dict[str, list[car.Run]] = {}
-    cold: dict[str, list[car.Run]] = {}  # the same smoother without warm-up
-    seconds = {"student offline": 0.0, "student streaming": 0.0}
+    events: dict[str, dict[str, list[car.Run]]] = {row: {} for row in heads}  # row -> video -> events
+    cold: dict[str, dict[str, list[car.Run]]] = {row: {} for row in heads}  # the same smoother without warm-up
+    seconds = dict.fromkeys(("student offline", *heads), 0.0)
     for video in tqdm(test.videos, desc="stream eval", unit="video", leave=False):
         feats, name = video.load(0), video.name
         if teach is not None:
@@ -292,17 +323,21 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
         binary["student offline"][name], classes["student offline"][name] = \
             snippet_scores(offline(student, feats, text), params)
         seconds["student offline"] += time.perf_counter() - start
-        start = time.perf_counter()
-        streamed = stream_batched(student, feats, text, batch)
-        seconds["student streaming"] += time.perf_counter() - start
-        binary["student streaming"][name], events[name] = smooth(streamed, params)
-        cold[name] = smooth(streamed, replace(params, warmup=0))[1]
-        classes["student streaming"][name] = streamed.classes.mean(axis=1)
+        for row, head in heads.items():
+            start = time.perf_counter()
+            streamed = stream_outputs(head, feats, student.config.window, batch)
+            seconds[row] += time.perf_counter() - start
+            binary[row][name], events[row][name] = smooth(streamed, params)
+            cold[row][name] = smooth(streamed, replace(params, warmup=0))[1]
+            classes[row][name] = streamed.class_probs
 
     rows = {row: evaluate_scores(binary[row], classes[row], truth) for row in ROWS if binary[row]}
-    rows["student streaming"]["events"] = event_frame_scores(events, truth, params.m) | {
-        "theta_on": params.theta_on, "warmup": params.warmup}
-    rows["student streaming"]["events_no_warmup"] = event_frame_scores(cold, truth, params.m)
+    for row in heads:
+        rows[row]["events"] = event_frame_scores(events[row], truth, params.m) | {
+            "theta_on": params.theta_on, "warmup": params.warmup}
+        rows[row]["events_no_warmup"] = event_frame_scores(cold[row], truth, params.m)
+    if int8:
+        rows["student INT8 streaming"]["flavour"] = int8
     for name, s in seconds.items():
         rows[name]["seconds"] = s
     table = format_table(rows)
@@ -315,7 +350,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.
              rows["student streaming"]["events_no_warmup"]["false_alarms_per_hour"], ev["precision"], ev["recall"],
              ev["f1"], ev["segments_alerted"], ev["segments"],
              "-" if ev["latency_s_median"] is None else f"{ev['latency_s_median']:.1f}")
-    result = {name.replace(" ", "_"): m for name, m in rows.items()}
+    result = {name.replace(" ", "_").lower(): m for name, m in rows.items()}
     path = run / "metrics.json"
     merged = (json.loads(path.read_text()) if path.is_file() else {}) | result
     path.write_text(json.dumps(merged, indent=2))
@@ -336,13 +371,16 @@ def main(argv: list[str] | None = None) -> int:
                              "default auto, as export)")
     parser.add_argument("--threshold-quantile", type=float, default=0.995, metavar="Q",
                         help="the smoother's threshold, as `export --threshold-quantile` sets it")
+    parser.add_argument("--int8", choices=("u8s8", "s8s8"), default=None,
+                        help="also the INT8 head's streaming row: u8s8 (what ONNX Runtime runs on a CPU) or s8s8 "
+                             "(what TensorRT and OpenVINO build from), calibrated on the training features")
     args = parser.parse_args(argv)
     if not 0 <= args.threshold_quantile < 1:
         parser.error(f"--threshold-quantile {args.threshold_quantile}: expected 0 <= Q < 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         evaluate_run(args.run, args.data, args.device, args.batch, teacher=not args.no_teacher, warmup=args.warmup,
-                     threshold_quantile=args.threshold_quantile)
+                     threshold_quantile=args.threshold_quantile, int8=args.int8)
     except ValueError as err:
         log.error("%s", err)
         return 2

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config_from_args(DistillConfig, args, {"teacher": "--teacher", "data": "--data", "out": "--out"})
     run(cfg)
     if cfg.evaluate:
-        evaluate_run(cfg.out, device=pick_device(cfg.device))
+        evaluate_run(cfg.out, device=pick_device(cfg.device), int8=cfg.evaluate_int8)
     log.info("next: cplvad export --run %s --out bundle/", cfg.out)
 
 

@@ -39,3 +39,4 @@ class DistillConfig(StrictModel):
     threads: int = 0  # torch CPU threads (0: torch's default)
     workers: int = 0  # DataLoader worker processes
     evaluate: bool = True  # cplvad distill then runs the streaming evaluation (cplvad eval) on the test set
+    evaluate_int8: Literal["u8s8", "s8s8"] | None = None  # and the INT8 head's streaming row (cplvad eval --int8)
