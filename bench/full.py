@@ -25,10 +25,12 @@ same loop on the head quantized as ``cplvad calibrate`` does it, ONNX Runtime u8
 Profiles:
   gpu   scale 1.0 (the whole training list), the paper's sizes (configs/train/{ucf,xd}_full.yaml: d=512, 8 heads,
         Adam 1e-4, batch 32, 10 + 10 epochs, bf16), seeds 0 1 2, 8 runs at a time with 2 CPU threads each, a cap
-        of 420 s per run and 510 s in all (one H200, 16 cores; the rows not reached are listed as such)
+        of 420 s per run and 510 s in all (one H200, 16 cores; the rows not reached are listed as such); the
+        student on crop 0, without the INT8 row (ONNX Runtime on two CPU threads would not fit the cap)
   cpu   scale 0.25 of UCF's list (402 training videos) and 0.1 of XD's (395), the CPU configs
         (configs/train/{ucf,xd}.yaml: d=128, 8 + 8 epochs), seeds 0 1 2, two runs at a time with one thread each,
-        a cap of 1800 s per run; the student distilled on crop 0 for 6 epochs (48 runs)
+        a cap of 1800 s per run; the student distilled on crop 0 for 6 epochs, with the INT8 row (48 runs; a
+        student run takes about 30 min, most of it the streaming evaluation: one 64-snippet window per snippet)
   tiny  the plumbing: UCF at scale 0.02, seed 0, MIL and stage 1, 1 + 1 epochs of a d=32 teacher (a few minutes)
 
 The device command (one H200; the wheels from ``bench/device_wheels.sh`` in ``.whl``, carried; results under
@@ -112,7 +114,7 @@ class Plan:
         if profile == "gpu":
             return cls(profile, 1.0, ("ucf", "xd"), (0, 1, 2), rows, "_full", ("plot_videos=0", "data.memory_mb=16384"),
                        ("memory_mb=16384",), parallel=8, threads=2, cap=420.0, wall=510.0, synth_workers=8,
-                       student=("crops=1", "evaluate_int8=u8s8"))
+                       student=("crops=1",))  # INT8 (ONNX Runtime on 2 CPU threads) would not fit the cap
         if profile == "cpu":
             return cls(profile, 0.25, ("ucf", "xd"), (0, 1, 2), rows, "", ("plot_videos=0",), (), parallel=2,
                        threads=1, cap=1800.0, scale_xd=0.1, student=("crops=1", "optim.epochs=6", "evaluate_int8=u8s8"))
@@ -409,8 +411,10 @@ def readme_block(results: dict, report: str) -> str:
     plan, table = results["plan"], results["table"]
     layouts = list(table)
     seeds = len(plan["seeds"])
-    lines = [f"From [{report}/report.md]({report}/report.md) (`cplvad bench full --profile {plan['profile']}`): "
-             f"{caption(results)}. Generated benchmark at scale {scale_text(plan)} of the training list, training "
+    regime = "" if plan.get("regime", "default") == "default" else f" --regime {plan['regime']}"
+    lines = [f"From [{report}/report.md]({report}/report.md) (`cplvad bench full --profile {plan['profile']}{regime}`): "
+             f"{caption(results)}. Generated benchmark ({regime_text(plan)}) at scale {scale_text(plan)} of the "
+             f"training list, training "
              f"seeds {', '.join(map(str, plan['seeds']))}, mean ± std over the seeds that finished.", "",
              "| row | " + " | ".join(f"{lay.upper()} AUC | {lay.upper()} AP | {lay.upper()} mAP avg" for lay in layouts)
              + " | seeds |", "|---|" + "---|---|---|" * len(layouts) + "---|"]
@@ -536,16 +540,24 @@ def merge(parts: list[dict]) -> dict:
             "rows": parts[0]["rows"], "table": aggregate(jobs), "jobs": jobs, "merged": len(parts)}
 
 
+def readme_block_name(plan: dict) -> str:
+    """The README block a report writes: ``accuracy``, or ``accuracy-<regime>`` for another regime."""
+    regime = plan.get("regime", "default")
+    return "accuracy" if regime == "default" else f"accuracy-{regime}"
+
+
 def update_readme(readme: Path, results: dict, out: Path) -> None:
-    """Rewrite the ``accuracy`` block of ``readme`` (bench.report.replace_block) from ``results``."""
+    """Rewrite the ``accuracy`` block (``accuracy-<regime>``) of ``readme`` (bench.report.replace_block) from
+    ``results``."""
     from bench.report import replace_block
 
     try:
         where = out.resolve().relative_to(readme.resolve().parent)
     except ValueError:
         where = out
-    readme.write_text(replace_block(readme.read_text(), readme_block(results, str(where)), "accuracy"))
-    log.info("updated the accuracy block of %s", readme)
+    name = readme_block_name(results["plan"])
+    readme.write_text(replace_block(readme.read_text(), readme_block(results, str(where)), name))
+    log.info("updated the %s block of %s", name, readme)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -611,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or PROJECT_ROOT / "bench" / "results" / "tmp" / "full"
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    logs = work / "logs"
+    tag = "" if plan.regime == "default" else f"-{plan.regime}"  # a regime's runs never replace the default's
+    logs = work / f"logs{tag}"
     started = time.monotonic()
     deadline = started + plan.wall if plan.wall else None
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -622,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = synth(plan, work, logs)
         log.info("data ready in %.0f s", time.monotonic() - started)
-        run_jobs(jobs, plan, data, work / "runs", logs, deadline)
+        run_jobs(jobs, plan, data, work / f"runs{tag}", logs, deadline)
     except (Stopped, RuntimeError) as err:  # no data: every run is listed as not run, with the reason
         log.error("data generation: %s", err)
         for job in jobs:

@@ -191,3 +191,23 @@ def test_readme_block_from_a_report(tmp_path: Path) -> None:
     assert "old" not in text and "scale 0.25 (UCF) / 0.1 (XD)" in text and "no GPU, X (2 cores)" in text
     assert "| CPL-VAD (cross, CAR) | 80.00 ± 0.00 | 30.00 ± 0.00 | 10.00 ± 0.00 | 80.00 ± 0.00 |" in text
     assert "(bench/results/full/report.md)" in text
+
+
+def test_a_regime_report_writes_its_own_readme_block(tmp_path: Path) -> None:
+    """``--regime context`` fills ``accuracy-context`` and leaves the default report's block alone; its caption
+    names the regime's generator seed and knobs."""
+    from bench.full import aggregate, update_readme
+    from bench.report import markers
+
+    figures = {"auc": 70.0, "ap": 20.0, "map_avg": 5.0, "map_corrected_avg": 6.0}
+    jobs = [{"row": "mil", "layout": "ucf", "seed": 0, "status": "ok", "metrics": figures, "also": None}]
+    results = {"plan": {"profile": "cpu", "scale": 0.25, "seeds": [0], "regime": "context"},
+               "hardware": {"cpu": "X", "cores": 2, "gpu": None}, "commit": "abc", "wall_seconds": 60.0,
+               "created": "today", "table": aggregate(jobs), "jobs": jobs}
+    (start, end), (cstart, cend) = markers("accuracy"), markers("accuracy-context")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{start}\ndefault table\n{end}\n{cstart}\nold\n{cend}\n")
+    update_readme(readme, results, tmp_path / "bench" / "results" / "full_context")
+    text = readme.read_text()
+    assert "default table" in text and "old" not in text and "--regime context" in text
+    assert "generator seed 2, `context_fraction=0.3`" in text and "| MIL baseline | 70.00 |" in text
