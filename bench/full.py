@@ -535,6 +535,9 @@ def merge(parts: list[dict]) -> dict:
                 for k in parts[0]["hardware"]}  # a field no part knows (no GPU) stays None
     plan = dict(parts[0]["plan"])
     plan["seeds"] = sorted({j["seed"] for j in jobs})
+    plan["rows"] = [r for r in ROWS if any(r in p["plan"]["rows"] for p in parts)]
+    for row, key in (("mil", "mil"), ("student", "student")):  # the overrides of the part that ran the row
+        plan[key] = next((p["plan"].get(key) for p in parts if row in p["plan"]["rows"]), plan.get(key))
     return {"created": parts[-1]["created"], "commit": " | ".join(dict.fromkeys(p["commit"] for p in parts)),
             "hardware": hardware, "wall_seconds": round(sum(p["wall_seconds"] for p in parts), 1), "plan": plan,
             "rows": parts[0]["rows"], "table": aggregate(jobs), "jobs": jobs, "merged": len(parts)}

@@ -150,6 +150,17 @@ def test_merge_keeps_finished_runs_of_every_file(tmp_path: Path) -> None:
     assert "H200" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_merge_keeps_the_rows_and_overrides_of_every_part() -> None:
+    from bench.full import merge
+
+    teacher = {"plan": asdict(replace(Plan.make("cpu"), rows=("mil", "cross"), student=())), "jobs": []}
+    students = {"plan": asdict(replace(Plan.make("cpu"), rows=("student",))), "jobs": []}
+    for part in (teacher, students):
+        part |= {"created": "t", "commit": "c", "wall_seconds": 1.0, "rows": {}, "hardware": {"cpu": "x"}}
+    plan = merge([teacher, students])["plan"]
+    assert plan["rows"] == ["mil", "cross", "student"] and "evaluate_int8=u8s8" in plan["student"]
+
+
 def test_the_student_waits_for_its_teacher_and_reports_its_rows() -> None:
     from bench.full import Job, aggregate, next_ready
 
