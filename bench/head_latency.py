@@ -31,7 +31,7 @@ from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.bundle import load_bundle
 from edge.configfile import load_config
 from train.training.distill_config import DistillConfig
-from train.export.bundle import export_head
+from train.export.head import export_head
 from train.models.student import Student
 
 log = logging.getLogger("bench.head_latency")

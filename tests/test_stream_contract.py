@@ -41,7 +41,7 @@ class ListSink:
 def contract(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
              ) -> tuple[Models, torch.nn.Module, np.ndarray]:
     """(the tiny bundle's models with a head of our own, that head as a torch student, a recorded sequence)."""
-    from train.export.bundle import export_head
+    from train.export.head import export_head
     from train.models.student import Student, StudentConfig
 
     models = open_models(load_bundle(tiny_bundle_path(request.config.cache.mkdir("cplvad-edge"))),

@@ -11,8 +11,8 @@ Three rows on the test set (four with ``--int8``), scored with the same metrics
   student streaming  the device's loop: a ``FeatureRing`` of W; for every new snippet the student runs on the
                      window and the outputs of the newest valid row go to the ``CausalSmoother``
   student INT8 streaming  the same loop on the INT8 head the device runs on a CPU (``--int8 u8s8``, ONNX Runtime) or
-                     builds TensorRT from (``s8s8``): exported (``cplvad export``'s ``export_head``) and quantized as
-                     ``cplvad calibrate --data`` does it, on the run's training features; same smoother
+                     builds TensorRT from (``s8s8``): exported as ``cplvad export`` does (``train.export.head``),
+                     quantized as ``cplvad calibrate --data`` does it, on the run's training features; same smoother
 
 The student's per-snippet anomaly score is the device's (``edge.stream``: the smoother's level aggregation,
 ``SmootherParams.score``, the score the device thresholds), offline too, so the rows differ only in what the model
@@ -174,7 +174,7 @@ def int8_head(run: Path, text: np.ndarray, data: str | Path, feature_root: str |
     from calibration.calibrate import CalibrateConfig, quantize_head  # export and calibration import this module
     from calibration.dataset import feature_sequences
     from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from train.export.bundle import export_head
+    from train.export.head import export_head
 
     student, _ = Student.load_run(run, "cpu")
     folder = run / "int8"

@@ -16,15 +16,11 @@ batch 1 and 8); the largest difference is printed and must stay within ``MAX_ABS
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
 import shutil
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +43,7 @@ from train.models.clip_source import describe, identity, is_random
 from train.data.release import load_split
 from train.training.distill_config import DistillConfig
 from train.export.clip import OPSET, export_clip, matches
+from train.export.head import export_head
 from train.evaluation.stream import WARMUP_AUTO, Warmup, calibrated_smoother, parse_warmup
 from train.models.student import Student, StudentConfig
 from train.models.text import load_text_embeddings
@@ -72,47 +69,6 @@ class HeadCheck:
     @property
     def ok(self) -> bool:
         return self.max_abs_diff <= MAX_ABS_DIFF
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Keep the exporter's progress prints and warnings out of the log (they go to debug)."""
-    chatter = io.StringIO()
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        log.debug("exporter output:\n%s", chatter.getvalue())
-
-
-def export_head(student: Student, text: np.ndarray, out: str | Path, *, opset: int = OPSET,
-                metadata: dict[str, str] | None = None) -> Path:
-    """Write the student as ONNX: features [B, W, 512], mask [B, W] bool, text [L, M, 512] -> binary, classes."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    W = student.config.window
-    example = (torch.zeros(2, W, student.config.feature_dim), torch.ones(2, W, dtype=torch.bool),
-               torch.from_numpy(text))
-    batch, classes = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("classes", min=2, max=1024)
-    with quiet_exporter():
-        torch.onnx.export(student.eval(), example, str(out), input_names=["features", "mask", "text"],
-                          output_names=["binary", "classes"], opset_version=opset, dynamo=True,
-                          dynamic_shapes={"features": {0: batch}, "mask": {0: batch}, "text": {1: classes}},
-                          external_data=False)
-    proto = onnx.load(str(out))
-    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
-    onnx.helper.set_model_props(proto, {"cplvad.model": "head", "cplvad.window": str(W),
-                                        "cplvad.levels": str(student.config.num_levels), **(metadata or {})})
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
-    return out
 
 
 def sample_windows(features: list[np.ndarray], window: int, per_video: int = 4) -> tuple[np.ndarray, np.ndarray]:
