@@ -171,7 +171,7 @@ def int8_head(run: Path, text: np.ndarray, data: str | Path, feature_root: str |
     """The run's student as the device's INT8 head: ``RUN/int8/head.onnx`` (the bundle's export) and
     ``RUN/int8/head.<flavour>.onnx``, calibrated as ``cplvad calibrate`` does on the training videos' windows,
     run by ONNX Runtime on the CPU."""
-    from calibration.calibrate import CalibrateConfig, quantize_head  # export and calibration import this module
+    from calibration.calibrate import CalibrateConfig, quantize_head  # only when asked: quantization is heavy
     from calibration.dataset import feature_sequences
     from edge.backends.onnxruntime import OnnxRuntimeBackend
     from train.export.head import export_head
@@ -273,7 +273,6 @@ def format_table(rows: dict[str, dict]) -> str:
 
 
 ROWS = ("teacher", "student offline", "student streaming", "student INT8 streaming")
-STREAMING = ("student streaming", "student INT8 streaming")  # the rows with the smoother's events
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, device: torch.device | str = "cpu",
