@@ -354,12 +354,18 @@ def scale_text(plan: dict) -> str:
     return f"{plan['scale']:g}" if xd is None or xd == plan["scale"] else f"{plan['scale']:g} (UCF) / {xd:g} (XD)"
 
 
+def regime_suffix(regime: str) -> str:
+    """'' for the default regime, '-<regime>' otherwise: a regime's data, runs and README block are its own."""
+    return "" if regime == "default" else f"-{regime}"
+
+
 def regime_text(plan: dict) -> str:
     """'`cplvad synth`, generator seed 0' or, for another regime, its name, seed and knobs."""
-    seed, knobs = REGIMES[plan.get("regime", "default")]
-    if plan.get("regime", "default") == "default":
+    regime = plan.get("regime", "default")
+    seed, knobs = REGIMES[regime]
+    if regime == "default":
         return f"`cplvad synth`, generator seed {seed}"
-    return f"`cplvad synth --regime {plan['regime']}`: generator seed {seed}, {', '.join(f'`{k}`' for k in knobs)}"
+    return f"`cplvad synth --regime {regime}`: generator seed {seed}, {', '.join(f'`{k}`' for k in knobs)}"
 
 
 def write_report(results: dict, out: Path) -> str:
@@ -503,8 +509,7 @@ def synth(plan: Plan, work: Path, logs: Path) -> dict[str, Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for layout in plan.layouts:
         scale = plan.scale_of(layout)
-        regime = "" if plan.regime == "default" else f"-{plan.regime}"
-        folder = data[layout] = work / "data" / f"{layout}-{scale:g}{regime}"
+        folder = data[layout] = work / "data" / f"{layout}-{scale:g}{regime_suffix(plan.regime)}"
         meta = folder / "dataset.json"
         if meta.is_file() and json.loads(meta.read_text()).get("scale") == scale:
             continue
@@ -545,8 +550,7 @@ def merge(parts: list[dict]) -> dict:
 
 def readme_block_name(plan: dict) -> str:
     """The README block a report writes: ``accuracy``, or ``accuracy-<regime>`` for another regime."""
-    regime = plan.get("regime", "default")
-    return "accuracy" if regime == "default" else f"accuracy-{regime}"
+    return "accuracy" + regime_suffix(plan.get("regime", "default"))
 
 
 def update_readme(readme: Path, results: dict, out: Path) -> None:
@@ -626,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or PROJECT_ROOT / "bench" / "results" / "tmp" / "full"
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    tag = "" if plan.regime == "default" else f"-{plan.regime}"  # a regime's runs never replace the default's
+    tag = regime_suffix(plan.regime)  # a regime's runs never replace the default's
     logs = work / f"logs{tag}"
     started = time.monotonic()
     deadline = started + plan.wall if plan.wall else None
