@@ -102,19 +102,22 @@ def verify(model: CLIPVisual, onnx_path: str | Path, frames: list[np.ndarray]) -
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's progress logs and warnings (it builds opset 18 and converts down, as intended)."""
+def quiet_exporter() -> Iterator[None]:
+    """Keep the exporter's progress prints and warnings out of the log (they go to debug); it builds opset 18 and
+    converts down, as intended."""
+    chatter = io.StringIO()
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+            warnings.simplefilter("ignore")
             yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        log.debug("exporter output:\n%s", chatter.getvalue())
 
 
 def export_onnx(model: CLIPVisual, out: str | Path, *, opset: int = OPSET, metadata: dict[str, str]) -> Path:
@@ -123,12 +126,10 @@ def export_onnx(model: CLIPVisual, out: str | Path, *, opset: int = OPSET, metad
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, CLIP_SIZE, CLIP_SIZE)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    chatter = io.StringIO()  # the exporter prints its progress; keep it for the debug log
-    with _quiet_exporter(), contextlib.redirect_stdout(chatter):
+    with quiet_exporter():
         torch.onnx.export(model, (example,), str(out), input_names=[CLIP_INPUT_NAME],
                           output_names=[CLIP_OUTPUT_NAME], opset_version=opset,
                           dynamic_shapes={"pixels": {0: batch}}, external_data=False, dynamo=True)
-    log.debug("exporter output:\n%s", chatter.getvalue())
     proto = onnx.load(str(out))
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
     onnx.helper.set_model_props(proto, metadata)

@@ -2,39 +2,14 @@
 binary [B, L, W], classes [B, L, W, M]; the export and the INT8 evaluation (``cplvad eval --int8``) share it."""
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-from train.export.clip import OPSET
+from train.export.clip import OPSET, quiet_exporter
 from train.models.student import Student
-
-log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Keep the exporter's progress prints and warnings out of the log (they go to debug)."""
-    chatter = io.StringIO()
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        log.debug("exporter output:\n%s", chatter.getvalue())
 
 
 def export_head(student: Student, text: np.ndarray, out: str | Path, *, opset: int = OPSET,
