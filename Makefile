@@ -65,7 +65,7 @@ bench-quick: setup
 	$(CPLVAD) bench --quick --out bench/results/quick
 
 bench-accuracy: setup  # the full accuracy report; PROFILE=gpu on a GPU machine, REGIME=context (see bench/full.py)
-	$(PYTHON) -m bench.full --profile $(or $(PROFILE),cpu) $(if $(REGIME),--regime $(REGIME) --out bench/results/full_$(REGIME))
+	$(PYTHON) -m bench.full --profile $(or $(PROFILE),cpu) $(if $(REGIME),--regime $(REGIME))
 
 clean:
 	rm -rf runs bench/results/tmp .pytest_cache

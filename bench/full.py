@@ -1,6 +1,6 @@
 """The full accuracy report: the paper's Table 3 rows and the MIL baseline, both layouts, several seeds, mean +- std.
 
-    PYTHONPATH=. python3 -m bench.full --profile gpu|cpu|tiny [--out bench/results/full] [--work DIR]
+    PYTHONPATH=. python3 -m bench.full --profile gpu|cpu|tiny [--out bench/results/full[_X]] [--work DIR]
         [--parallel N] [--cap S] [--wall S] [--seeds 0 1 2] [--rows mil stage1 ...] [--layouts ucf xd] [--scale F]
         [--scale-xd F] [--regime default|context] [--set KEY=VALUE ...] [--student-set KEY=VALUE ...]
     PYTHONPATH=. python3 -m bench.full --merge A/results.json B/results.json --out bench/results/full
@@ -412,13 +412,26 @@ def write_report(results: dict, out: Path) -> str:
     return text
 
 
+def report_command(plan: dict) -> str:
+    """The ``cplvad bench full`` command of a report: its profile and the options it ran with beyond the profile's."""
+    base = Plan.make(plan["profile"])
+    words = ["cplvad bench full", f"--profile {plan['profile']}"]
+    if plan.get("regime", "default") != "default":
+        words.append(f"--regime {plan['regime']}")
+    rows = [r for r in plan.get("rows", base.rows) if r not in DERIVED]
+    if rows != [r for r in base.rows if r not in DERIVED]:
+        words.append("--rows " + " ".join(rows))
+    words += [f"--set {o}" for o in plan.get("teacher", ()) if o not in base.teacher]
+    words += [f"--student-set {o}" for o in plan.get("student", ()) if o not in base.student and "student" in rows]
+    return " ".join(words)
+
+
 def readme_block(results: dict, report: str) -> str:
     """The README's accuracy table: both layouts side by side, mean ± std, with what it ran on and where."""
     plan, table = results["plan"], results["table"]
     layouts = list(table)
     seeds = len(plan["seeds"])
-    regime = "" if plan.get("regime", "default") == "default" else f" --regime {plan['regime']}"
-    lines = [f"From [{report}/report.md]({report}/report.md) (`cplvad bench full --profile {plan['profile']}{regime}`): "
+    lines = [f"From [{report}/report.md]({report}/report.md) (`{report_command(plan)}`): "
              f"{caption(results)}. Generated benchmark ({regime_text(plan)}) at scale {scale_text(plan)} of the "
              f"training list, training "
              f"seeds {', '.join(map(str, plan['seeds']))}, mean ± std over the seeds that finished.", "",
@@ -548,21 +561,27 @@ def merge(parts: list[dict]) -> dict:
             "rows": parts[0]["rows"], "table": aggregate(jobs), "jobs": jobs, "merged": len(parts)}
 
 
-def readme_block_name(plan: dict) -> str:
-    """The README block a report writes: ``accuracy``, or ``accuracy-<regime>`` for another regime."""
-    return "accuracy" + regime_suffix(plan.get("regime", "default"))
+def default_out(regime: str) -> Path:
+    """Where a report goes unless told: ``bench/results/full``, ``bench/results/full_<regime>`` for another regime."""
+    return PROJECT_ROOT / "bench" / "results" / ("full" + regime_suffix(regime).replace("-", "_"))
+
+
+def readme_block_name(out: Path) -> str:
+    """The README block a report folder fills: ``accuracy`` for ``full``, ``accuracy-<x>`` for ``full_<x>`` (a
+    regime's report, or some rows at other settings) and for any other folder ``<x>``."""
+    return "accuracy" if out.name == "full" else "accuracy-" + out.name.removeprefix("full_")
 
 
 def update_readme(readme: Path, results: dict, out: Path) -> None:
-    """Rewrite the ``accuracy`` block (``accuracy-<regime>``) of ``readme`` (bench.report.replace_block) from
-    ``results``."""
+    """Rewrite the README block of the report folder ``out`` (:func:`readme_block_name`) from ``results``
+    (bench.report.replace_block)."""
     from bench.report import replace_block
 
     try:
         where = out.resolve().relative_to(readme.resolve().parent)
     except ValueError:
         where = out
-    name = readme_block_name(results["plan"])
+    name = readme_block_name(out)
     readme.write_text(replace_block(readme.read_text(), readme_block(results, str(where)), name))
     log.info("updated the %s block of %s", name, readme)
 
@@ -573,7 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="also rewrite this README's accuracy block from the report")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
                         help="write one report (to --out) from several results.json files instead of running")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "full")
+    parser.add_argument("--out", type=Path, help="the report folder (default bench/results/full, full_<regime> "
+                        "for another regime; its name picks the README block: full -> accuracy, full_<x> -> "
+                        "accuracy-<x>)")
     parser.add_argument("--work", type=Path, default=None, help="data and runs (default bench/results/tmp/full)")
     parser.add_argument("--parallel", type=int, help="runs at a time")
     parser.add_argument("--threads", type=int, help="torch / BLAS threads per run")
@@ -599,12 +620,13 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(path) for path in args.merge if not path.is_file()]
         if missing:
             parser.error(f"--merge: {', '.join(missing)} not found")
-        args.out.mkdir(parents=True, exist_ok=True)
         results = merge([json.loads(path.read_text()) for path in args.merge])
-        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(write_report(results, args.out))
+        out = args.out or default_out(results["plan"].get("regime", "default"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(write_report(results, out))
         if args.readme:
-            update_readme(args.readme, results, args.out)
+            update_readme(args.readme, results, out)
         return 0
     if args.profile is None:
         parser.error("--profile is required (or --merge)")
@@ -628,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(plan, key) < 1:
             parser.error(f"--{key.replace('_', '-')} {getattr(plan, key)}: expected at least 1")
     work = args.work or PROJECT_ROOT / "bench" / "results" / "tmp" / "full"
-    out = args.out
+    out = args.out or default_out(plan.regime)
     out.mkdir(parents=True, exist_ok=True)
     tag = regime_suffix(plan.regime)  # a regime's runs never replace the default's
     logs = work / f"logs{tag}"

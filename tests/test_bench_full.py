@@ -222,3 +222,19 @@ def test_a_regime_report_writes_its_own_readme_block(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "default table" in text and "old" not in text and "--regime context" in text
     assert "generator seed 2, `context_fraction=0.3`" in text and "| MIL baseline | 70.00 |" in text
+
+
+def test_the_report_folder_names_its_readme_block_and_the_command_its_options() -> None:
+    """full -> accuracy, full_<x> -> accuracy-<x>; a regime's report goes to full_<regime> unless told; the
+    README names the options a report ran with beyond its profile's."""
+    from bench.full import default_out, readme_block_name, report_command
+
+    assert readme_block_name(Path("bench/results/full")) == "accuracy"
+    assert readme_block_name(default_out("context")) == "accuracy-context"
+    assert readme_block_name(Path("/x/full_defaults")) == "accuracy-defaults"
+    assert default_out("default").name == "full" and default_out("context").name == "full_context"
+    plan = asdict(replace(Plan.make("cpu"), rows=("mil", "stage1", "cross"), regime="context",
+                          teacher=("plot_videos=0", "model.fusion=mean")))
+    assert report_command(plan) == ("cplvad bench full --profile cpu --regime context --rows mil stage1 cross "
+                                    "--set model.fusion=mean")
+    assert report_command(asdict(Plan.make("gpu"))) == "cplvad bench full --profile gpu"
