@@ -87,6 +87,17 @@ def measure(bundle: Path, video: Path, cameras: int, seconds: float, threads: in
             "ms_per_call": {k: v["ms_per_call"] for k, v in stats["stages"].items()}}
 
 
+def video_or_exit(parser: argparse.ArgumentParser, video: Path | None) -> Path:
+    """``--video``, or the sample video (fetched once) when none is given; a parser error when neither is there."""
+    if video is None:
+        video = sample_video(PERSON_VIDEO, fetch=True)
+        if video is None:
+            parser.error(f"the sample {PERSON_VIDEO} is not on this machine and could not be fetched: pass --video FILE")
+    if not video.is_file():
+        parser.error(f"--video {video} not found")
+    return video
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/edge_fps.py", description=__doc__.split("\n")[0])
     parser.add_argument("--sources", nargs="+", default=["tiny", "random"], choices=["tiny", "random"],
@@ -104,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("bench/results/tmp"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/edge_fps.json"))
     args = parser.parse_args(argv)
-    if args.video is None:
-        args.video = sample_video(PERSON_VIDEO, fetch=True)
-        if args.video is None:
-            parser.error(f"the sample {PERSON_VIDEO} is not on this machine and could not be fetched: pass --video FILE")
-    if not args.video.is_file():
-        parser.error(f"--video {args.video} not found")
+    args.video = video_or_exit(parser, args.video)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("edge.pipeline", "edge.capture", "edge.bundle", "edge.backends.onnxruntime"):
         logging.getLogger(name).setLevel(logging.WARNING)

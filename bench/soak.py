@@ -55,8 +55,7 @@ from edge.capture import CaptureOptions, parse_source  # noqa: E402
 from edge.config import RuntimeConfig  # noqa: E402
 from edge.pipeline import Pipeline, open_models  # noqa: E402
 from edge.snippets import FRAMES_PER_SNIPPET  # noqa: E402
-from train.data.samples import sample_video  # noqa: E402
-from bench.edge_fps import PERSON_VIDEO, int8_models  # noqa: E402
+from bench.edge_fps import PERSON_VIDEO, int8_models, video_or_exit  # noqa: E402
 
 log = logging.getLogger("bench.soak")
 
@@ -282,12 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             args.cameras = [int(c) for c in args.cameras]
         except ValueError:
             parser.error(f"--cameras {' '.join(args.cameras)}: expected camera counts or 'search'")
-    if args.video is None:
-        args.video = sample_video(PERSON_VIDEO, fetch=True)
-        if args.video is None:
-            parser.error(f"the sample {PERSON_VIDEO} is not on this machine and could not be fetched: pass --video FILE")
-    if not args.video.is_file():
-        parser.error(f"--video {args.video} not found")
+    args.video = video_or_exit(parser, args.video)
     if args.bundle is not None and not (args.bundle / MANIFEST).is_file():
         parser.error(f"--bundle {args.bundle}: no {MANIFEST}; expected a bundle folder (cplvad export)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
