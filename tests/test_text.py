@@ -55,8 +55,10 @@ def test_prompt_layout_positions(tokenizer) -> None:
     assert layout.context_length == int(layout.eot.max()) + 1 < 77
 
 
-def test_manual_text_run_equals_transformers_forward(tokenizer) -> None:
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_manual_text_run_equals_transformers_forward(tokenizer, attention: str) -> None:
     encoder = load_text_encoder("tiny")
+    encoder.set_attn_implementation(attention)
     ids = torch.tensor(tokenizer(["a photo of a cat", "a video of the riot"], padding="max_length",
                                  max_length=12)["input_ids"])
     eot = (ids == EOT_ID).int().argmax(1)

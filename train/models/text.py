@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
-from transformers.masking_utils import create_causal_mask
 
 from train.models.clip_source import describe, is_random, pretrained_args, resolve, resolve_config
 from train.paths import public_file
@@ -129,9 +128,9 @@ def encode_token_embeddings(encoder: CLIPTextModelWithProjection, embeds: Tensor
     """
     text = encoder.text_model
     h = text.embeddings(inputs_embeds=embeds)  # (N, S, W) + position embeddings [:S]
-    causal = create_causal_mask(config=text.config, inputs_embeds=h, attention_mask=None,
-                                past_key_values=None)
-    h = text.encoder(inputs_embeds=h, attention_mask=causal, is_causal=True).last_hidden_state
+    S = h.shape[1]  # the causal mask the ids forward builds, made here: transformers' helper changed its signature
+    causal = torch.full((S, S), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1)  # [S, S] additive
+    h = text.encoder(inputs_embeds=h, attention_mask=causal[None, None], is_causal=True).last_hidden_state
     h = text.final_layer_norm(h)
     pooled = h[torch.arange(h.shape[0], device=h.device), eot]  # (N, W)
     return encoder.text_projection(pooled)  # (N, E)
