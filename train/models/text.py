@@ -128,9 +128,11 @@ def encode_token_embeddings(encoder: CLIPTextModelWithProjection, embeds: Tensor
     """
     text = encoder.text_model
     h = text.embeddings(inputs_embeds=embeds)  # (N, S, W) + position embeddings [:S]
-    S = h.shape[1]  # the causal mask the ids forward builds, made here: transformers' helper changed its signature
-    causal = torch.full((S, S), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1)  # [S, S] additive
-    h = text.encoder(inputs_embeds=h, attention_mask=causal[None, None], is_causal=True).last_hidden_state
+    causal = None  # sdpa / flash attention: their own causal kernels (is_causal), as the ids forward uses them
+    if text.config._attn_implementation == "eager":  # eager attention adds a mask (transformers' helper for it
+        S = h.shape[1]  # changed its signature between versions, so it is made here)
+        causal = torch.full((S, S), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1)[None, None]
+    h = text.encoder(inputs_embeds=h, attention_mask=causal, is_causal=True).last_hidden_state
     h = text.final_layer_norm(h)
     pooled = h[torch.arange(h.shape[0], device=h.device), eot]  # (N, W)
     return encoder.text_projection(pooled)  # (N, E)
