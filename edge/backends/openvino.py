@@ -114,6 +114,11 @@ def _port_names(core: Any, compiled: Any, path: Path) -> tuple[list[str], list[s
     return names[:len(compiled.inputs)], names[len(compiled.inputs):]
 
 
+def _all_finite(arrays: Iterable[np.ndarray]) -> bool:
+    """No NaN or inf in any float array (other dtypes count as finite)."""
+    return all(not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all()) for a in map(np.asarray, arrays))
+
+
 class OpenVINOBackend:
     """Runs one ONNX model with OpenVINO on the CPU.
 
@@ -139,20 +144,16 @@ class OpenVINOBackend:
         self.precision = choose_precision(precision, cpu_flags())
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        config: dict[str, object] = {
-            hints.inference_precision: ov.Type.bf16 if self.precision == "bf16" else ov.Type.f32,
+        self._ov, self._device = ov, device
+        self._config = {
             hints.performance_mode: hints.PerformanceMode.LATENCY,  # one request at a time, all threads on it
             props.cache_dir: str(self.cache_dir),
         }
         if threads is not None:
-            config[props.inference_num_threads] = threads
-        core = ov.Core()
-        try:
-            self.compiled = core.compile_model(str(self.path), device, config)  # from the file: cache hits skip reading
-        except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own for bad files
-            raise ValueError(f"OpenVINO could not compile {self.path}: {err}") from err
-        self._request = self.compiled.create_infer_request()
+            self._config[props.inference_num_threads] = threads
         self._lock = threading.Lock()  # one infer request: one call at a time
+        core = ov.Core()
+        self._compile(core)
         in_names, out_names = _port_names(core, self.compiled, self.path)
         self.inputs = tuple(_spec(p, n) for p, n in zip(self.compiled.inputs, in_names))
         self.outputs = tuple(_spec(p, n) for p, n in zip(self.compiled.outputs, out_names))
@@ -160,8 +161,31 @@ class OpenVINOBackend:
                  threads or "all", ", ".join(s.describe() for s in self.inputs),
                  ", ".join(s.describe() for s in self.outputs))
 
+    def _compile(self, core: Any) -> None:
+        import openvino.properties.hint as hints
+
+        ov = self._ov
+        config = {**self._config,
+                  hints.inference_precision: ov.Type.bf16 if self.precision == "bf16" else ov.Type.f32}
+        try:
+            self.compiled = core.compile_model(str(self.path), self._device, config)  # cache hits skip reading
+        except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own for bad files
+            raise ValueError(f"OpenVINO could not compile {self.path}: {err}") from err
+        self._request = self.compiled.create_infer_request()
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self._request.infer({i: feeds[s.name] for i, s in enumerate(self.inputs)})  # outputs copied
+        return {spec.name: np.asarray(result[i]) for i, spec in enumerate(self.outputs)}
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.inputs, feeds, model=self.path.name)
         with self._lock:
-            result = self._request.infer({i: feeds[s.name] for i, s in enumerate(self.inputs)})  # outputs copied
-            return {spec.name: np.asarray(result[i]) for i, spec in enumerate(self.outputs)}
+            out = self._infer(feeds)
+            if self.precision == "bf16" and not _all_finite(out.values()) and _all_finite(feeds.values()):
+                # some OpenVINO CPU builds compute NaN in bf16 on some CPUs (seen: 2026.4 on AMX, CLIP ViT-B/16)
+                log.warning("%s: OpenVINO %s in bf16 gave non-finite outputs for finite inputs on %s; compiled again "
+                            "in f32 (precision=f32 skips bf16)", self.path.name, self._ov.get_version(), cpu_model())
+                self.precision = "f32"
+                self._compile(self._ov.Core())
+                out = self._infer(feeds)
+            return out
