@@ -657,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + plan.wall if plan.wall else None
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    code = commit()  # what the runs start from, not what the tree holds when they end
     log.info("full report, %s profile: %s", plan.profile, asdict(plan))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -670,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         for job in jobs:
             job.error = f"not started: data generation {'was stopped by ' if isinstance(err, Stopped) else ''}{err}"
     records = [asdict(j) for j in jobs]
-    results = {"created": created, "commit": commit(), "hardware": hardware(),
+    results = {"created": created, "commit": code, "hardware": hardware(),
                "wall_seconds": round(time.monotonic() - started, 1), "plan": asdict(plan),
                "rows": {k: v[0] for k, v in ROWS.items()}, "table": aggregate(records), "jobs": records}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
